@@ -1,0 +1,2 @@
+"""recsim: offline reinforcement learning for recommender systems."""
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from recsim.cli import main
+
+sys.exit(main())

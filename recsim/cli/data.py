@@ -1,0 +1,69 @@
+"""`recsim data synth | prepare | info`."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from recsim.data.schema import Dataset
+from recsim.data.stats import format_summary, summarise
+from recsim.data.store import DATASET_NAMES, load_dataset
+from recsim.data.synthetic import PRESETS, generate_world, write_kuairec
+from recsim.io import atomic_dir, write_json
+
+
+def synth(args: argparse.Namespace) -> int:
+    world = generate_world(args.preset, args.seed)
+    out = Path(args.out)
+    if args.format == "native":
+        world.save(out)
+    else:
+        with atomic_dir(out) as tmp:
+            write_kuairec(world, tmp)
+    write_json(out / "config.json", {"command": "data synth", "preset": args.preset, "seed": args.seed,
+                                     "format": args.format, "world": world.meta["config"]})
+    print(format_summary(summarise(world)))
+    print(f"wrote {args.format} world to {out}")
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> int:
+    dataset = load_dataset(args.name, args.raw, cache_dir=args.cache)
+    out = dataset.save(args.out)
+    write_json(out / "config.json", {"command": "data prepare", "name": args.name, "raw": str(args.raw)})
+    print(format_summary(summarise(dataset)))
+    print(f"prepared {args.name} in {out}")
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    summary = summarise(load_dataset(args.name, args.root, cache_dir=args.cache))
+    print(json.dumps(summary) if args.json else format_summary(summary))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("data", help="generate, prepare and describe datasets")
+    commands = parser.add_subparsers(dest="data_command", required=True)
+
+    p = commands.add_parser("synth", help="generate the synthetic world")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="kuairec")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--format", choices=["native", "kuairec"], default="native",
+                   help="native: recsim's Parquet form; kuairec: KuaiRec 2.0's CSV files")
+    p.set_defaults(handler=synth)
+
+    p = commands.add_parser("prepare", help="convert a dataset's raw files into recsim's form")
+    p.add_argument("name", choices=DATASET_NAMES)
+    p.add_argument("--raw", required=True, type=Path, help="folder of the raw files (or a synthetic world)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--cache", type=Path, default=None, help="cache folder (default $RECSIM_CACHE_DIR or ~/.cache/recsim)")
+    p.set_defaults(handler=prepare)
+
+    p = commands.add_parser("info", help="describe a dataset")
+    p.add_argument("name", choices=DATASET_NAMES)
+    p.add_argument("--root", required=True, type=Path, help="raw files or a prepared dataset")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--cache", type=Path, default=None)
+    p.set_defaults(handler=info)

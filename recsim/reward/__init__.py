@@ -1,0 +1,1 @@
+"""Reward sources: the reward table, the kNN estimator (ROLeR) and penalties."""

@@ -1,0 +1,78 @@
+"""The reward table: the one object every reward source produces and the simulator consumes.
+
+The user model (DeepFM ensemble), the kNN estimator (ROLeR) and a ground-truth matrix all reduce
+to a `RewardTable`: predicted reward `mean` and its `uncertainty`, both float32 arrays of shape
+(n_users, n_items) over the rows `users` and columns `items` (contiguous dataset ids, int32).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+
+from recsim.errors import DataError
+from recsim.io import save_npz
+
+FILENAME = "reward_table.npz"
+
+
+@dataclasses.dataclass
+class RewardTable:
+    """Predicted reward and uncertainty over users x items.
+
+    Attributes:
+        mean: float32 (n_users, n_items), predicted reward of each (user, item).
+        uncertainty: float32 (n_users, n_items), >= 0; what MOPO-style penalties subtract.
+        users: int32 (n_users,), dataset user id of each row.
+        items: int32 (n_items,), dataset item id of each column.
+        kind: free-text provenance, e.g. "deepfm-ensemble/max_variance" or "knn/variance".
+    """
+
+    mean: np.ndarray
+    uncertainty: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, dtype=np.float32)
+        self.uncertainty = np.asarray(self.uncertainty, dtype=np.float32)
+        self.users = np.asarray(self.users, dtype=np.int32)
+        self.items = np.asarray(self.items, dtype=np.int32)
+        expected = (len(self.users), len(self.items))
+        for name in ("mean", "uncertainty"):
+            if getattr(self, name).shape != expected:
+                raise DataError("reward table", name, f"shape {getattr(self, name).shape}, expected {expected}")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mean.shape
+
+    @classmethod
+    def from_truth(cls, truth: np.ndarray, users: np.ndarray, items: np.ndarray, kind: str = "truth") -> "RewardTable":
+        """A table from a ground-truth matrix: NaN entries become 0, uncertainty is 0."""
+        mean = np.nan_to_num(np.asarray(truth, dtype=np.float32), nan=0.0)
+        return cls(mean, np.zeros_like(mean), users, items, kind)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        path = Path(directory) / FILENAME
+        save_npz(path, mean=self.mean, uncertainty=self.uncertainty, user_ids=self.users,
+                 item_ids=self.items, kind=np.array(self.kind))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RewardTable":
+        """Load from a `reward_table.npz` file or a directory that holds one."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILENAME
+        if not path.is_file():
+            raise DataError(str(path), None, "reward table not found")
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"mean", "uncertainty", "user_ids", "item_ids"} - set(z.files)
+            if missing:
+                raise DataError(str(path), ",".join(sorted(missing)), "missing arrays")
+            return cls(z["mean"], z["uncertainty"], z["user_ids"], z["item_ids"],
+                       str(z["kind"]) if "kind" in z.files else "")
