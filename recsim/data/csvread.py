@@ -1,6 +1,7 @@
 """Reading raw data files with explicit types and one-line errors naming file, field and problem."""
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -27,11 +28,11 @@ def require_files(directory: str | Path, names: list[str], hint: str) -> dict[st
 
 
 def header_of(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> list[str]:
-    with open(path, encoding=encoding, errors="replace") as f:
-        line = f.readline().rstrip("\r\n")
-    if not line:
+    with open(path, encoding=encoding, errors="replace", newline="") as f:
+        header = next(csv.reader(f, delimiter=delimiter), None)
+    if not header:
         raise DataError(str(path), "header", "file is empty")
-    return [c.strip() for c in line.split(delimiter)]
+    return [c.strip() for c in header]
 
 
 def read_csv_columns(path: Path, columns: dict[str, pa.DataType], *, delimiter: str = ",",
@@ -70,7 +71,7 @@ def read_csv_columns(path: Path, columns: dict[str, pa.DataType], *, delimiter: 
             first = int(np.flatnonzero(chunked.is_null().to_numpy(zero_copy_only=False))[0])
             line = first + (1 if column_names else 2)
             raise DataError(str(path), f"{column} (line {line})", "missing value")
-    return table.to_pandas()
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def _first_unparsable_line(path: Path, column: str, delimiter: str, column_names: list[str] | None) -> int:
@@ -88,7 +89,7 @@ def check_range(path: Path, frame: pd.DataFrame, column: str, low: float, high: 
     `first_line` is the file line of the frame's first row (2 below a header line).
     """
     values = frame[column].to_numpy()
-    bad = ~((values >= low) & (values <= high))
+    bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(str(path), f"{column} (line {row + first_line})",

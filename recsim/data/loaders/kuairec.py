@@ -27,7 +27,7 @@ FILES = ["big_matrix.csv", "small_matrix.csv", "item_categories.csv", "user_feat
 HINT = "download KuaiRec 2.0 from https://kuairec.com/ and point --raw at its data/ folder"
 LABELS = ("watch_ratio", "watch_ratio_normed")
 TRUTH_CAP = 5.0
-INTERACTION_TYPES = {"user_id": pa.int64(), "video_id": pa.int64(), "watch_ratio": pa.float64()}
+INTERACTION_TYPES = {"user_id": pa.int32(), "video_id": pa.int32(), "watch_ratio": pa.float32()}
 
 
 def _read_interactions(path: Path, with_time: bool) -> pd.DataFrame:
@@ -37,6 +37,16 @@ def _read_interactions(path: Path, with_time: bool) -> pd.DataFrame:
     for column in ("user_id", "video_id"):
         check_range(path, frame, column, 0, np.iinfo(np.int32).max)
     return frame
+
+
+def _truth_matrix(small: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(raw user ids, raw item ids, float32 matrix capped at TRUTH_CAP, NaN where unobserved)."""
+    users, items = small["user_id"].to_numpy(), small["video_id"].to_numpy()
+    truth_users, truth_items = id_map(users), id_map(items)
+    truth = np.full((len(truth_users), len(truth_items)), np.nan, dtype=np.float32)
+    truth[np.searchsorted(truth_users, users), np.searchsorted(truth_items, items)] = np.minimum(
+        small["watch_ratio"].to_numpy(), TRUTH_CAP)
+    return truth_users, truth_items, truth
 
 
 def _parse_tags(path: Path, frame: pd.DataFrame) -> list[list[int]]:
@@ -52,14 +62,23 @@ def _parse_tags(path: Path, frame: pd.DataFrame) -> list[list[int]]:
     return tags
 
 
+def seconds_to_milliseconds(seconds: np.ndarray) -> np.ndarray:
+    """int64 milliseconds of float seconds (rounded; -1 where missing), computed in place."""
+    np.multiply(seconds, 1000.0, out=seconds)
+    np.round(seconds, out=seconds)
+    seconds[np.isnan(seconds)] = -1
+    return seconds.astype(np.int64)
+
+
 def per_video_minmax(items: np.ndarray, ratio: np.ndarray, n_items: int) -> np.ndarray:
     """(ratio - min_v) / (max_v - min_v) per video over the given rows; 0 where max == min."""
-    low = np.full(n_items, np.inf)
-    high = np.full(n_items, -np.inf)
+    low = np.full(n_items, np.inf, dtype=ratio.dtype)
+    high = np.full(n_items, -np.inf, dtype=ratio.dtype)
     np.minimum.at(low, items, ratio)
     np.maximum.at(high, items, ratio)
-    span = (high - low)[items]
-    return np.where(span > 0, (ratio - low[items]) / np.where(span > 0, span, 1), 0.0).astype(np.float32)
+    span = high - low
+    scale = np.where(span > 0, 1.0 / np.where(span > 0, span, 1.0), 0.0).astype(np.float32)
+    return ((ratio - low[items]) * scale[items]).astype(np.float32)
 
 
 def load_kuairec(raw_dir: str | Path, label: str = "watch_ratio") -> Dataset:
@@ -67,9 +86,11 @@ def load_kuairec(raw_dir: str | Path, label: str = "watch_ratio") -> Dataset:
     if label not in LABELS:
         raise DataError("kuairec", "label", f"{label!r} is not one of {LABELS}")
     paths = require_files(raw_dir, FILES, HINT)
-    big = _read_interactions(paths["big_matrix.csv"], with_time=True)
     small = _read_interactions(paths["small_matrix.csv"], with_time=False)
     check_unique_pairs(paths["small_matrix.csv"], small["user_id"].to_numpy(), small["video_id"].to_numpy(), ("user_id", "video_id"))
+    truth_users, truth_items, truth = _truth_matrix(small)
+    del small
+    big = _read_interactions(paths["big_matrix.csv"], with_time=True)
 
     categories = read_csv_columns(paths["item_categories.csv"], {"video_id": pa.int64(), "feat": pa.string()})
     tags = _parse_tags(paths["item_categories.csv"], categories)
@@ -78,30 +99,25 @@ def load_kuairec(raw_dir: str | Path, label: str = "watch_ratio") -> Dataset:
     user_table = read_csv_columns(users_path, {"user_id": pa.int64(), **{c: pa.string() for c in user_columns}},
                                   nullable=tuple(user_columns))
 
-    user_values = id_map(user_table["user_id"].to_numpy(), big["user_id"].to_numpy(), small["user_id"].to_numpy())
-    item_values = id_map(categories["video_id"].to_numpy(), big["video_id"].to_numpy(), small["video_id"].to_numpy())
+    user_values = id_map(user_table["user_id"].to_numpy(), big["user_id"].to_numpy(), truth_users)
+    item_values = id_map(categories["video_id"].to_numpy(), big["video_id"].to_numpy(), truth_items)
     n_categories = 1 + max((max(t) for t in tags if t), default=-1)
     item_categories = multi_hot(to_contiguous(categories["video_id"].to_numpy(), item_values), tags,
                                 len(item_values), n_categories)
 
-    items = to_contiguous(big["video_id"].to_numpy(), item_values)
-    ratio = big["watch_ratio"].to_numpy()
+    items = to_contiguous(big.pop("video_id").to_numpy(), item_values)
+    ratio = big.pop("watch_ratio").to_numpy()
     normed = per_video_minmax(items, ratio, len(item_values))
-    timestamp = big["timestamp"].to_numpy()
+    seconds = big.pop("timestamp").to_numpy()
     train = pd.DataFrame({
-        "user": to_contiguous(big["user_id"].to_numpy(), user_values),
+        "user": to_contiguous(big.pop("user_id").to_numpy(), user_values),
         "item": items,
-        "label": ratio.astype(np.float32) if label == "watch_ratio" else normed,
-        "timestamp": np.where(np.isnan(timestamp), -1, np.round(timestamp * 1000)).astype(np.int64),
-        "watch_ratio": ratio.astype(np.float32),
+        "label": ratio if label == "watch_ratio" else normed,
+        "timestamp": seconds_to_milliseconds(seconds),
+        "watch_ratio": ratio,
         "watch_ratio_normed": normed,
-    })
-
-    truth_users = id_map(small["user_id"].to_numpy())
-    truth_items = id_map(small["video_id"].to_numpy())
-    truth = np.full((len(truth_users), len(truth_items)), np.nan, dtype=np.float32)
-    truth[np.searchsorted(truth_users, small["user_id"].to_numpy()),
-          np.searchsorted(truth_items, small["video_id"].to_numpy())] = np.minimum(small["watch_ratio"].to_numpy(), TRUTH_CAP)
+    }, copy=False)
+    del big, seconds
 
     return Dataset(
         name="kuairec",
