@@ -63,7 +63,9 @@ def _parse_tags(path: Path, frame: pd.DataFrame) -> list[list[int]]:
 
 
 def seconds_to_milliseconds(seconds: np.ndarray) -> np.ndarray:
-    """int64 milliseconds of float seconds (rounded; -1 where missing), computed in place."""
+    """int64 milliseconds of float seconds (rounded; -1 where missing), in place where writable."""
+    if not seconds.flags.writeable:
+        seconds = seconds.copy()
     np.multiply(seconds, 1000.0, out=seconds)
     np.round(seconds, out=seconds)
     seconds[np.isnan(seconds)] = -1
