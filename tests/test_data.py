@@ -247,3 +247,14 @@ def test_cli_user_error_is_one_line_and_exit_code_2(kuairec_raw: Path) -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "user_features.csv" in done.stderr
+
+
+def test_synthetic_world_takes_real_kuairec_category_lists(shared_data: Path) -> None:
+    from recsim.data.loaders.kuairec import read_category_lists
+
+    real = read_category_lists(shared_data / "kuairec_side" / "item_categories.csv")
+    assert real.shape == (10728, 31)
+    world = generate_world("tiny", 0, item_categories=real)
+    assert world.n_categories == 31
+    rows = {tuple(r) for r in real}
+    assert all(tuple(r) in rows for r in world.item_categories)

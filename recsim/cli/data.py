@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from recsim.data.schema import Dataset
+from recsim.data.loaders.kuairec import read_category_lists
 from recsim.data.stats import format_summary, summarise
 from recsim.data.store import DATASET_NAMES, load_dataset
 from recsim.data.synthetic import PRESETS, generate_world, write_kuairec
@@ -13,7 +13,8 @@ from recsim.io import atomic_dir, write_json
 
 
 def synth(args: argparse.Namespace) -> int:
-    world = generate_world(args.preset, args.seed)
+    real = read_category_lists(args.categories_from) if args.categories_from else None
+    world = generate_world(args.preset, args.seed, item_categories=real)
     out = Path(args.out)
     if args.format == "native":
         world.save(out)
@@ -21,7 +22,8 @@ def synth(args: argparse.Namespace) -> int:
         with atomic_dir(out) as tmp:
             write_kuairec(world, tmp)
     write_json(out / "config.json", {"command": "data synth", "preset": args.preset, "seed": args.seed,
-                                     "format": args.format, "world": world.meta["config"]})
+                                     "format": args.format, "categories_from": args.categories_from,
+                                     "world": world.meta["config"]})
     print(format_summary(summarise(world)))
     print(f"wrote {args.format} world to {out}")
     return 0
@@ -52,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--format", choices=["native", "kuairec"], default="native",
                    help="native: recsim's Parquet form; kuairec: KuaiRec 2.0's CSV files")
+    p.add_argument("--categories-from", type=Path, default=None,
+                   help="a KuaiRec item_categories.csv whose real category lists the items take")
     p.set_defaults(handler=synth)
 
     p = commands.add_parser("prepare", help="convert a dataset's raw files into recsim's form")

@@ -196,13 +196,31 @@ def _user_features(rng: np.random.Generator, theta: np.ndarray, activity: np.nda
     })
 
 
-def generate_world(preset: str = "tiny", seed: int = 0, **overrides) -> Dataset:
-    """Generate the synthetic world `preset` (with field overrides) from `seed`; deterministic."""
+def generate_world(preset: str = "tiny", seed: int = 0, item_categories: np.ndarray | None = None,
+                   **overrides) -> Dataset:
+    """Generate the synthetic world `preset` (with field overrides) from `seed`; deterministic.
+
+    `item_categories`, when given, is a bool (n_real_items, C) matrix of real category lists
+    (e.g. `read_category_lists` of KuaiRec's item_categories.csv): the world's items then take
+    the lists of `n_items` real items drawn at random (among those with at least one category),
+    and the category weights w are the real categories' frequencies instead of the power law.
+    """
+    if item_categories is not None:
+        item_categories = np.asarray(item_categories, dtype=bool)
+        overrides = {"n_categories": item_categories.shape[1], **overrides}
     cfg = resolve_config(preset, **overrides)
     rng_cat, rng_item, rng_user, rng_pop, rng_log, rng_test, rng_feat = child_rngs(seed, 7)
-    weights = (np.arange(cfg.n_categories) + 1.0) ** -cfg.category_skew
-    weights /= weights.sum()
-    categories = _sample_categories(rng_cat, cfg, weights)
+    if item_categories is None:
+        weights = (np.arange(cfg.n_categories) + 1.0) ** -cfg.category_skew
+        weights /= weights.sum()
+        categories = _sample_categories(rng_cat, cfg, weights)
+    else:
+        candidates = item_categories[item_categories.any(axis=1)]
+        if len(candidates) < cfg.n_items:
+            raise ConfigError(f"item_categories: {len(candidates)} items with categories, need n_items={cfg.n_items}")
+        categories = candidates[np.sort(rng_cat.choice(len(candidates), cfg.n_items, replace=False))]
+        weights = categories.sum(axis=0) + 1e-3
+        weights = weights / weights.sum()
     item_vec = rng_item.normal(0, 1 / np.sqrt(cfg.latent_dim), (cfg.n_items, cfg.latent_dim)).astype(np.float32)
     quality = rng_item.normal(size=cfg.n_items).astype(np.float32)
     durations_ms = np.round(cfg.duration_median_ms * np.exp(rng_item.normal(0, 0.6, cfg.n_items))).astype(np.int64)
@@ -242,6 +260,7 @@ def generate_world(preset: str = "tiny", seed: int = 0, **overrides) -> Dataset:
         truth_items=np.arange(cfg.n_items, dtype=np.int32),
         label_name="watch_ratio",
         meta={"preset": preset, "seed": seed, "config": dataclasses.asdict(cfg),
+              "real_categories": item_categories is not None,
               "video_duration_ms": durations_ms.tolist()},
     ).validate()
 

@@ -72,6 +72,18 @@ def seconds_to_milliseconds(seconds: np.ndarray) -> np.ndarray:
     return seconds.astype(np.int64)
 
 
+def read_category_lists(path: str | Path) -> np.ndarray:
+    """bool (n_videos, 31) category matrix of an item_categories.csv, rows in video_id order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(str(path), None, f"missing file; {HINT}")
+    frame = read_csv_columns(path, {"video_id": pa.int64(), "feat": pa.string()})
+    tags = _parse_tags(path, frame)
+    n_categories = 1 + max((max(t) for t in tags if t), default=-1)
+    ids = frame["video_id"].to_numpy()
+    return multi_hot(to_contiguous(ids, id_map(ids)), tags, len(np.unique(ids)), n_categories)
+
+
 def per_video_minmax(items: np.ndarray, ratio: np.ndarray, n_items: int) -> np.ndarray:
     """(ratio - min_v) / (max_v - min_v) per video over the given rows; 0 where max == min."""
     low = np.full(n_items, np.inf, dtype=ratio.dtype)
