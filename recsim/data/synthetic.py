@@ -21,8 +21,9 @@ compared on them):
    sum_j pop_t(j) * (i's share of the day's summed logged labels): exposure feeds popularity, the rich get richer, so the
    log is missing-not-at-random and carries a Matthew effect. Every logged row records its exact
    propensity pi_b(i | u) for that day.
-6. **Feedback.** Logged label = truth(u, i) * LogNormal(-s^2/2, s) with s = label_noise (mean
-   preserving), clipped to [0, 5 * max_label_factor].
+6. **Feedback.** Logged label = truth(u, i) * LogNormal(-s^2/2, s) with s = label_noise: mean
+   preserving and not clipped (like KuaiRec's logged watch ratios, which exceed 5), so
+   E[label | u, i] = truth(u, i) exactly and off-policy estimates can be checked against truth.
 7. **Test log.** `test_per_user` items per user drawn uniformly at random (propensity 1/n_items)
    with labels drawn as in 6: a random-exposure log like KuaiRand's or Coat's.
 8. **Timestamps.** Day t's session starts at a user-specific hour; consecutive rows are spaced by
@@ -75,7 +76,6 @@ class WorldConfig:
     session_length: float = 8.0
     activity_spread: float = 0.5
     label_noise: float = 0.3
-    max_label_factor: float = 1.0
     test_per_user: int = 10
     duration_median_ms: float = 12_000.0
 
@@ -133,7 +133,7 @@ def _affinity(cfg: WorldConfig, theta: np.ndarray, user_vec: np.ndarray, categor
 def _noisy_labels(rng: np.random.Generator, cfg: WorldConfig, truth_values: np.ndarray) -> np.ndarray:
     s = cfg.label_noise
     noise = np.exp(rng.normal(-s * s / 2, s, size=truth_values.shape))
-    return np.clip(truth_values * noise, 0.0, TRUTH_CAP * cfg.max_label_factor).astype(np.float32)
+    return (truth_values * noise).astype(np.float32)
 
 
 def _draw_rows(rng: np.random.Generator, probs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

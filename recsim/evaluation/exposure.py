@@ -230,8 +230,7 @@ def intra_list_diversity(
     padded = _pad_episodes(episodes)
     _check_ids(padded[padded >= 0], item_vectors.shape[0], "episodes")
     if metric == "jaccard":
-        vectors = item_vectors.astype(np.float64) != 0
-        vectors = vectors.astype(np.float64)
+        vectors = (item_vectors != 0).astype(np.float64)
         sizes = vectors.sum(axis=1)
     else:
         vectors = item_vectors.astype(np.float64)
