@@ -11,10 +11,13 @@ Choice made here (documented, configurable in `CompletionConfig`):
   least squares with frequency-weighted ridge regularisation (ALS-WR: Zhou et al., "Large-scale
   Parallel Collaborative Filtering for the Netflix Prize", AAIM 2008): biases by a few rounds of
   regularised averaging, then `n_iters` ALS sweeps on the residuals. Closed-form sweeps make the
-  fit deterministic given the seed (which only draws the initial item factors).
+  fit deterministic given the seed (which only draws the initial item factors). numpy / scipy
+  only (no threads to contend with).
 - Data: the unbiased `test` log only (default). `include_train=True` adds the training log
   (more coverage, but its exposure bias leaks into the "truth"); repeated (user, item) pairs
   are averaged.
+- Defaults (rank 16, l2 0.5): on Coat's random-exposure log, 10 % held out, RMSE 1.084 against
+  1.253 for the global mean and 1.092 for biases alone (l2 0.1 overfits: 1.11-1.19).
 - Output: a dense float32 matrix over `truth_users` x `truth_items` (the users / items that
   appear in the test log, or all), clipped to the range of the fitted labels, stored in the
   dataset's `truth` fields (and described in `meta["completion"]`), so it is saved with it.
@@ -25,7 +28,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
-import torch
+from scipy import sparse
 
 from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
@@ -48,7 +51,7 @@ class CompletionConfig:
     """
 
     rank: int = 16
-    l2: float = 0.1
+    l2: float = 0.5
     bias_l2: float = 5.0
     n_iters: int = 15
     include_train: bool = False
@@ -88,20 +91,25 @@ class FactorModel:
         return (self.mu + bu[:, None] + bi[None, :] + p @ q.T).astype(np.float32)
 
 
-def _ridge_solve(rows: torch.Tensor, other: torch.Tensor, target: torch.Tensor, n_rows: int,
-                 l2: float, chunk: int = 65536) -> torch.Tensor:
-    """For each row r: argmin_x sum_(obs of r) (target - x . other)^2 + l2 * n_r * |x|^2."""
+def _ridge_solve(rows: np.ndarray, other: np.ndarray, target: np.ndarray, n_rows: int,
+                 l2: float, chunk: int = 65536) -> np.ndarray:
+    """For each row r: argmin_x sum_(obs of r) (target - x . other)^2 + l2 * n_r * |x|^2.
+
+    Per-row Gram matrices come from a sparse row-indicator product, in chunks of observations
+    (memory O(chunk * k^2)); then one batched solve.
+    """
     k = other.shape[1]
-    gram = torch.zeros(n_rows, k, k, dtype=torch.float64)
-    rhs = torch.zeros(n_rows, k, dtype=torch.float64)
+    gram = np.zeros((n_rows, k * k))
+    rhs = np.zeros((n_rows, k))
     for start in range(0, len(rows), chunk):
         r = rows[start:start + chunk]
         o = other[start:start + chunk]
-        gram.index_add_(0, r, o.unsqueeze(2) * o.unsqueeze(1))
-        rhs.index_add_(0, r, o * target[start:start + chunk].unsqueeze(1))
-    counts = torch.bincount(rows, minlength=n_rows).to(torch.float64)
-    gram += (l2 * counts.clamp(min=1)).view(-1, 1, 1) * torch.eye(k, dtype=torch.float64)
-    return torch.linalg.solve(gram, rhs)
+        indicator = sparse.csr_matrix((np.ones(len(r)), (r, np.arange(len(r)))), shape=(n_rows, len(r)))
+        gram += indicator @ (o[:, :, None] * o[:, None, :]).reshape(len(r), k * k)
+        rhs += indicator @ (o * target[start:start + chunk, None])
+    counts = np.bincount(rows, minlength=n_rows).astype(np.float64)
+    gram = gram.reshape(n_rows, k, k) + (l2 * np.maximum(counts, 1.0))[:, None, None] * np.eye(k)
+    return np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
 
 
 def fit_factor_model(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n_users: int, n_items: int,
@@ -110,27 +118,26 @@ def fit_factor_model(users: np.ndarray, items: np.ndarray, labels: np.ndarray, n
     config = config or CompletionConfig()
     if len(labels) == 0:
         raise DataError("completion", "labels", "no observations to fit")
-    u = torch.as_tensor(np.asarray(users, dtype=np.int64))
-    i = torch.as_tensor(np.asarray(items, dtype=np.int64))
-    y = torch.as_tensor(np.asarray(labels, dtype=np.float64))
+    u = np.asarray(users, dtype=np.int64)
+    i = np.asarray(items, dtype=np.int64)
+    y = np.asarray(labels, dtype=np.float64)
     mu = float(y.mean())
-    bu = torch.zeros(n_users, dtype=torch.float64)
-    bi = torch.zeros(n_items, dtype=torch.float64)
-    n_u = torch.bincount(u, minlength=n_users).to(torch.float64)
-    n_i = torch.bincount(i, minlength=n_items).to(torch.float64)
+    bu = np.zeros(n_users)
+    bi = np.zeros(n_items)
+    n_u = np.bincount(u, minlength=n_users).astype(np.float64)
+    n_i = np.bincount(i, minlength=n_items).astype(np.float64)
     for _ in range(5):
-        bi = torch.zeros(n_items, dtype=torch.float64).index_add_(0, i, y - mu - bu[u]) / (n_i + config.bias_l2)
-        bu = torch.zeros(n_users, dtype=torch.float64).index_add_(0, u, y - mu - bi[i]) / (n_u + config.bias_l2)
+        bi = np.bincount(i, weights=y - mu - bu[u], minlength=n_items) / (n_i + config.bias_l2)
+        bu = np.bincount(u, weights=y - mu - bi[i], minlength=n_users) / (n_u + config.bias_l2)
     residual = y - mu - bu[u] - bi[i]
-    generator = torch.Generator().manual_seed(config.seed)
-    q = torch.randn(n_items, config.rank, generator=generator, dtype=torch.float64) * 0.1
-    p = torch.zeros(n_users, config.rank, dtype=torch.float64)
+    q = np.random.default_rng(config.seed).normal(scale=0.1, size=(n_items, config.rank))
+    p = np.zeros((n_users, config.rank))
     for _ in range(config.n_iters):
         p = _ridge_solve(u, q[i], residual, n_users, config.l2)
         q = _ridge_solve(i, p[u], residual, n_items, config.l2)
     q[n_i == 0] = 0.0
     p[n_u == 0] = 0.0
-    return FactorModel(mu, bu.numpy(), bi.numpy(), p.numpy(), q.numpy())
+    return FactorModel(mu, bu, bi, p, q)
 
 
 def _fit_log(dataset: Dataset, config: CompletionConfig) -> pd.DataFrame:

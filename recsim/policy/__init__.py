@@ -1,0 +1,1 @@
+"""Recommendation policies: state trackers (`trackers`) and, later, tianshou algorithm factories."""
