@@ -10,10 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from recsim.cli import data as data_commands
+from recsim.cli import reward as reward_commands
 from recsim.errors import RecsimError
 
 COMMAND_GROUPS = {
     "data": data_commands,
+    "reward": reward_commands,
 }
 
 EXIT_USER_ERROR = 2
