@@ -1,0 +1,13 @@
+"""The user model: an ensemble of DeepFM members with a variance head (DORL / MOPO, REFERENCE.md §1.1).
+
+- `model`: `DeepFMConfig`, `FeatureSpec` (features from the dataset), `HeteroscedasticDeepFM`
+  (deepctr-torch's DeepFM plus a soft-clamped log-variance head), `build_member`.
+- `sampling`: vectorised negative sampling ("a random pair whose logged label is lower").
+- `train`: `TrainConfig`, `train_ensemble` (per-member seeds, IPS option, early stopping,
+  atomic per-epoch checkpoints, resume), `write_outputs` (reward table, embeddings, metrics).
+- `predict`: `Ensemble` (chunked `reward_table`, `predict_pairs`, `embeddings`), `load_ensemble`.
+- `metrics`: RMSE / MAE / AUC on the test log; NDCG@k / Recall@k against the test log or the truth.
+
+Importing this package makes no network call and prints nothing (see `deepctr_quiet`); the
+submodules import torch and deepctr-torch, so import them where they are needed.
+"""

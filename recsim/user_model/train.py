@@ -1,0 +1,332 @@
+"""Training the DeepFM ensemble (DORL's user model, REFERENCE.md §1.1).
+
+Per member k (seed `member_seeds[k]`, see below):
+
+1. the log is split once, for all members, into train / validation rows (`val_fraction`, seeded);
+2. negatives are sampled for both parts (`recsim.user_model.sampling`, `negative_rounds` per row,
+   target 0) with the member's generator;
+3. each epoch visits the train examples (logged rows and negatives together) in a permutation
+   drawn from `numpy.random.default_rng([member_seed, epoch])`, so a resumed run replays the same
+   order as an uninterrupted one, and minimises over each batch B
+
+       regression: sum_B w (yhat - y)^2 exp(-s) + w s   (+ deepctr's L2 terms)
+       binary:     sum_B w BCE(sigmoid(yhat), y)        (+ deepctr's L2 terms)
+
+   the heteroscedastic Gaussian NLL of REFERENCE.md §1.1 (up to constants), written per example
+   (logged rows with their label, negatives with target 0), with Adam;
+4. after each epoch the weighted mean validation loss decides early stopping (`patience`); the
+   best epoch's weights are kept. A checkpoint (weights, optimizer, early-stopping state) is
+   written atomically after every epoch; `resume=True` continues from it.
+
+Weights w are 1, or with `ips=True` the inverse item popularity of logged rows, 1 / n_train(i),
+normalised to mean 1 over the logged training rows (negatives are uniform draws and keep weight
+1): the "IPS" baseline of the published table.
+
+Member seeds are `recsim.seeding.child_seeds(seed, members + 1)[1:]` (index 0 seeds the split).
+The published code seeds every member identically, so its members differ only by shuffle order
+and the ensemble's disagreement is understated; here each member has its own initialisation,
+negatives and order. Member k's seed does not depend on the ensemble size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from recsim.errors import ConfigError, DataError
+from recsim.io import atomic_path, read_json, save_npz, write_json
+from recsim.seeding import child_seeds
+from recsim.user_model.model import DeepFMConfig, FeatureSpec, HeteroscedasticDeepFM, build_member, config_from_json
+from recsim.user_model.predict import CONFIG_FILE, FEATURES_FILE, UNCERTAINTY_KINDS, Ensemble, member_file
+from recsim.user_model.sampling import LoggedLabels, sample_negatives
+
+CHECKPOINT_DIR = "checkpoints"
+EpochCallback = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that determines a trained ensemble (the resolved copy goes to `config.json`)."""
+
+    model: DeepFMConfig = dataclasses.field(default_factory=DeepFMConfig)
+    members: int = 5
+    """Ensemble size (5 in the paper)."""
+    epochs: int = 5
+    batch_size: int = 4096
+    lr: float = 1e-3
+    negative_rounds: int | None = None
+    """Negatives per logged row; None: 3 when the dataset name contains "kuairec", else 5 (as published)."""
+    negative_max_tries: int = 10
+    val_fraction: float = 0.1
+    """Share of logged rows held out for early stopping (0: no early stopping, all epochs run)."""
+    patience: int = 2
+    """Epochs without validation improvement before a member stops."""
+    ips: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    uncertainty: str = "max_variance"
+    """Uncertainty of the written reward table: "max_variance" or "disagreement"."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = config_from_json(self.model)
+        for name in ("members", "epochs", "batch_size", "negative_max_tries", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.negative_rounds is not None and self.negative_rounds < 0:
+            raise ConfigError(f"TrainConfig.negative_rounds: must be >= 0, got {self.negative_rounds}")
+        if not self.lr > 0:
+            raise ConfigError(f"TrainConfig.lr: must be > 0, got {self.lr}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"TrainConfig.val_fraction: must be in [0, 1), got {self.val_fraction}")
+        if self.uncertainty not in UNCERTAINTY_KINDS:
+            raise ConfigError(f"TrainConfig.uncertainty: {self.uncertainty!r} is not one of {UNCERTAINTY_KINDS}")
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"TrainConfig.device: {self.device!r} is not 'cpu' or 'cuda[:n]'")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"TrainConfig.device: {self.device!r} requested but CUDA is not available")
+
+    def resolved(self, dataset_name: str) -> "TrainConfig":
+        rounds = self.negative_rounds
+        if rounds is None:
+            rounds = 3 if "kuairec" in dataset_name.lower() else 5
+        return dataclasses.replace(self, negative_rounds=rounds)
+
+    @classmethod
+    def from_json(cls, info: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(info) - known
+        if unknown:
+            raise ConfigError(f"TrainConfig: unknown key(s) {sorted(unknown)}")
+        return cls(**info)
+
+
+@dataclasses.dataclass
+class Examples:
+    """Training examples on a device: deepctr inputs `x` (n, n_features), `target` (n,), `weight` (n,)."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    weight: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.target.shape[0])
+
+
+def split_rows(n_rows: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, val_rows), int64, a seeded random split of range(n_rows)."""
+    if val_fraction == 0 or n_rows < 2:
+        return np.arange(n_rows), np.zeros(0, dtype=np.int64)
+    perm = np.random.default_rng(seed).permutation(n_rows)
+    n_val = max(1, int(round(val_fraction * n_rows)))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def ips_weights(items: np.ndarray, train_items: np.ndarray, n_items: int) -> np.ndarray:
+    """float32 1 / n_train(item) of each row in `items`, scaled so rows of `train_items` average 1."""
+    counts = np.bincount(train_items, minlength=n_items).astype(np.float64)
+    inverse = 1.0 / np.maximum(counts, 1.0)
+    scale = inverse[train_items].mean() if len(train_items) else 1.0
+    return (inverse[items] / scale).astype(np.float32)
+
+
+def build_examples(spec: FeatureSpec, users: np.ndarray, items: np.ndarray, labels: np.ndarray,
+                   weights: np.ndarray, logged: LoggedLabels, rounds: int, rng: np.random.Generator,
+                   max_tries: int, device: str) -> Examples:
+    """Logged rows plus their sampled negatives (target 0, weight 1) as device tensors."""
+    neg_users, neg_items, _ = sample_negatives(users, labels, logged, rounds, rng, max_tries)
+    all_users = torch.as_tensor(np.concatenate([users, neg_users]).astype(np.int64))
+    all_items = torch.as_tensor(np.concatenate([items, neg_items]).astype(np.int64))
+    x = spec.inputs(all_users, all_items, torch.as_tensor(spec.user_table), torch.as_tensor(spec.item_table))
+    target = np.concatenate([labels, np.zeros(len(neg_users), np.float32)]).astype(np.float32)
+    weight = np.concatenate([weights, np.ones(len(neg_users), np.float32)]).astype(np.float32)
+    return Examples(x.to(device), torch.as_tensor(target, device=device), torch.as_tensor(weight, device=device))
+
+
+def example_loss(model: HeteroscedasticDeepFM, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                 task: str) -> torch.Tensor:
+    """Weighted per-example loss (n,): Gaussian NLL (yhat - y)^2 exp(-s) + s, or BCE for "binary"."""
+    mean, logvar = model(x)
+    if task == "binary":
+        return weight * F.binary_cross_entropy_with_logits(mean, target, reduction="none")
+    return weight * ((mean - target) ** 2 * torch.exp(-logvar) + logvar)
+
+
+@torch.no_grad()
+def validation_loss(model: HeteroscedasticDeepFM, examples: Examples, task: str, batch_size: int) -> float:
+    """Mean weighted per-example loss over `examples` (NaN when empty)."""
+    model.eval()
+    total = 0.0
+    for start in range(0, len(examples), batch_size):
+        sl = slice(start, start + batch_size)
+        total += float(example_loss(model, examples.x[sl], examples.target[sl], examples.weight[sl], task).sum())
+    model.train()
+    return total / len(examples) if len(examples) else math.nan
+
+
+def _save_torch(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_member(model: HeteroscedasticDeepFM, train: Examples, val: Examples, config: TrainConfig, member: int,
+                 member_seed: int, checkpoint: Path, progress: bool = True,
+                 on_epoch_end: EpochCallback | None = None) -> dict[str, Any]:
+    """Train one member in place (resuming from `checkpoint` when it exists); return its history."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    state: dict[str, Any] = dict(epoch=0, best_val=math.inf, bad_epochs=0, done=False, history=[],
+                                 best_state=None)
+    if checkpoint.is_file():
+        saved = torch.load(checkpoint, map_location=config.device, weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = {k: saved[k] for k in state}
+    task = config.model.task
+    model.train()
+    while not state["done"] and state["epoch"] < config.epochs:
+        epoch = state["epoch"]
+        permutation = np.random.default_rng([member_seed, epoch]).permutation(len(train))
+        order = torch.as_tensor(permutation, device=config.device)
+        x, target, weight = train.x[order], train.target[order], train.weight[order]
+        total, seen = 0.0, 0
+        bar = tqdm(range(0, len(train), config.batch_size), desc=f"member {member} epoch {epoch + 1}/{config.epochs}",
+                   disable=not progress, leave=False)
+        for start in bar:
+            sl = slice(start, start + config.batch_size)
+            loss = example_loss(model, x[sl], target[sl], weight[sl], task).sum()
+            optimizer.zero_grad(set_to_none=True)
+            (loss + model.get_regularization_loss().squeeze()).backward()
+            optimizer.step()
+            total += float(loss.detach())
+            seen += int(target[sl].shape[0])
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        bar.close()
+        val_loss = validation_loss(model, val, task, 4 * config.batch_size)
+        record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss}
+        state["history"].append(record)
+        state["epoch"] = epoch + 1
+        if len(val) == 0 or val_loss < state["best_val"]:
+            state["best_val"] = val_loss if len(val) else math.nan
+            state["bad_epochs"] = 0
+            state["best_state"] = _state_copy(model)
+        else:
+            state["bad_epochs"] += 1
+            state["done"] = state["bad_epochs"] >= config.patience
+        state["done"] = state["done"] or state["epoch"] >= config.epochs
+        _save_torch(dict(state, model=model.state_dict(), optimizer=optimizer.state_dict()), checkpoint)
+        if on_epoch_end is not None:
+            on_epoch_end(member, epoch + 1, record)
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    model.eval()
+    return {"history": state["history"], "best_val_loss": state["best_val"],
+            "epochs_run": state["epoch"]}
+
+
+def _dataset_summary(dataset: Any) -> dict[str, Any]:
+    return dict(name=dataset.name, label_name=dataset.label_name, n_users=dataset.n_users,
+                n_items=dataset.n_items, n_train_rows=int(len(dataset.train)))
+
+
+def train_ensemble(dataset: Any, config: TrainConfig, out_dir: str | os.PathLike, resume: bool = False,
+                   progress: bool = True, on_epoch_end: EpochCallback | None = None) -> Ensemble:
+    """Train the ensemble on `dataset.train`, writing `config.json`, `features.npz`, `member<k>.pt`.
+
+    Args:
+        dataset: a `recsim.data.schema.Dataset`.
+        config: the training configuration (resolved against the dataset before use).
+        out_dir: output directory; per-epoch checkpoints go to `out_dir/checkpoints/`.
+        resume: continue from the checkpoints in `out_dir` (its `config.json` must match `config`,
+            device aside); without it, earlier checkpoints there are discarded.
+        progress: show tqdm progress bars (stderr).
+        on_epoch_end: called as `on_epoch_end(member, epoch, record)` after each checkpoint.
+
+    Returns:
+        The trained `Ensemble` (best validation epoch of every member), on `config.device`.
+    """
+    config = config.resolved(dataset.name)
+    out = Path(out_dir)
+    labels_all = dataset.train["label"].to_numpy(np.float32)
+    if config.model.task == "binary" and ((labels_all < 0) | (labels_all > 1)).any():
+        raise DataError(dataset.name, "train.label", "binary task needs labels in [0, 1]")
+    split_seed, *member_seeds = child_seeds(config.seed, config.members + 1)
+    spec = FeatureSpec.from_dataset(dataset)
+    info = dict(train=dataclasses.asdict(config), features=spec.to_json(), member_seeds=member_seeds,
+                split_seed=split_seed,
+                dataset=_dataset_summary(dataset))
+    info_json = _comparable(info)
+    checkpoints = out / CHECKPOINT_DIR
+    if resume and (out / CONFIG_FILE).is_file():
+        previous = _comparable(read_json(out / CONFIG_FILE))
+        if previous != info_json:
+            raise ConfigError(f"{out / CONFIG_FILE}: differs from this run's config; cannot resume (use another --out)")
+    elif checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    write_json(out / CONFIG_FILE, info)
+    save_npz(out / FEATURES_FILE, user_table=spec.user_table, item_table=spec.item_table)
+
+    users = dataset.train["user"].to_numpy(np.int64)
+    items = dataset.train["item"].to_numpy(np.int64)
+    logged = LoggedLabels(users, items, labels_all, dataset.n_items)
+    train_rows, val_rows = split_rows(len(users), config.val_fraction, split_seed)
+    if config.ips:
+        weights = ips_weights(items, items[train_rows], dataset.n_items)
+    else:
+        weights = np.ones(len(users), np.float32)
+
+    members, reports = [], []
+    for k, member_seed in enumerate(member_seeds):
+        rng = np.random.default_rng(member_seed)
+        parts = [build_examples(spec, users[rows], items[rows], labels_all[rows], weights[rows], logged,
+                                config.negative_rounds, rng, config.negative_max_tries, config.device)
+                 for rows in (train_rows, val_rows)]
+        model = build_member(spec, config.model, member_seed, config.device)
+        report = train_member(model, parts[0], parts[1], config, k, member_seed, checkpoints / f"member{k}.pt",
+                              progress, on_epoch_end)
+        _save_torch(model.state_dict(), out / member_file(k))
+        members.append(model)
+        reports.append(report)
+    write_json(out / "training.json", {"members": reports, "n_train_rows": int(len(train_rows)),
+                                       "n_val_rows": int(len(val_rows))})
+    return Ensemble(spec, config.model, members, config.device)
+
+
+def _comparable(info: dict[str, Any]) -> Any:
+    """The config as JSON data without the fields a resumed run may change (the device)."""
+    data = json.loads(json.dumps(info))
+    data["train"].pop("device", None)
+    return data
+
+
+def table_ids(dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Default reward-table rows and columns: the truth block when the dataset has one, else all x all."""
+    if dataset.truth is not None:
+        return np.asarray(dataset.truth_users, np.int64), np.asarray(dataset.truth_items, np.int64)
+    return np.arange(dataset.n_users, dtype=np.int64), np.arange(dataset.n_items, dtype=np.int64)
+
+
+def write_outputs(ensemble: Ensemble, dataset: Any, out_dir: str | os.PathLike, uncertainty: str = "max_variance",
+                  ks: tuple[int, ...] = (10,), progress: bool = False) -> dict[str, Any]:
+    """Write `reward_table.npz`, `embeddings.npz` and `metrics.json` into `out_dir`; return the metrics."""
+    from recsim.user_model.metrics import evaluate
+
+    users, items = table_ids(dataset)
+    ensemble.reward_table(users, items, uncertainty, progress=progress).save(out_dir)
+    ensemble.save_embeddings(out_dir)
+    metrics = evaluate(ensemble, dataset, ks)
+    write_json(Path(out_dir) / "metrics.json", metrics)
+    return metrics
