@@ -58,11 +58,9 @@ CHILD = {
 
 
 def measure(name: str, folder: Path) -> dict:
-    # VmHWM (not getrusage's ru_maxrss, which a child inherits from the large parent that wrote
-    # the files) is the peak resident memory of this process image alone.
-    code = ("import sys, time, json, re; t = time.perf_counter(); " + CHILD[name] +
-            "; hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'rows': n, 'peak_rss_mb': hwm / 1024}))")
+    code = ("import sys, time, json; from recsim.profiling import peak_rss_mb; t = time.perf_counter(); "
+            + CHILD[name] + "; print(json.dumps({'seconds': time.perf_counter() - t, 'rows': n, "
+            "'peak_rss_mb': peak_rss_mb()}))")
     out = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

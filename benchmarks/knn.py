@@ -5,7 +5,7 @@ pairs observed, popularity-skewed exposure, low-rank preferences, watch-ratio-li
 at 5). The indicator is each user's logged row (unobserved = 0), k = 150 (KuaiRand's default),
 self excluded, reward = mean of the neighbours' feedback, uncertainty = its variance.
 
-Approaches, each in its own subprocess so its peak resident memory (ru_maxrss) is its own:
+Approaches, each in its own subprocess so its peak resident memory (VmHWM, `recsim.profiling.peak_rss_mb`) is its own:
 
 - `published`: dense float64 user x item matrix, scikit-learn cosine similarity into a dense
   user x user matrix, `argsort` of every row, then the mean / variance of the neighbours' dense
@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from recsim.profiling import peak_rss_mb
 
 N_USERS, N_ITEMS, QUICK_USERS = 27_285, 7_583, 5_000
 K = 150
@@ -119,7 +121,7 @@ def run_recsim(log: dict[str, np.ndarray], svd_dim: int | None) -> tuple[float, 
     config = default_config("kuairand", k=K, indicator="logged", svd_dim=svd_dim)
     table = build_knn_reward_table(dataset, config)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mib = peak_rss_mb()
     # Untimed: the sampled rows' neighbours again, for the recall figure.
     pool = ind.logged_indicators(ind.feedback_matrix(dataset))
     if svd_dim is not None:
@@ -140,7 +142,7 @@ def worker(approach: str, data: Path, out: Path) -> None:
         start, cpu_start = time.perf_counter(), cpu_seconds()
         neighbours, mean = run_published(log)
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
-        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_mib = peak_rss_mb()
         sample = sample_rows(int(log["n_users"]))
         neighbours, mean = neighbours[sample], mean[sample]
     else:
