@@ -10,12 +10,14 @@ import sys
 from collections.abc import Sequence
 
 from recsim.cli import data as data_commands
+from recsim.cli import policy as policy_commands
 from recsim.cli import reward as reward_commands
 from recsim.cli import user_model as user_model_commands
 from recsim.errors import RecsimError
 
 COMMAND_GROUPS = {
     "data": data_commands,
+    "policy": policy_commands,
     "reward": reward_commands,
     "user-model": user_model_commands,
 }

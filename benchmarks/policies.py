@@ -1,0 +1,166 @@
+"""Every method on the KuaiRec-like synthetic world, 3 seeds each, NX_0 in the ground-truth env.
+
+Pipeline (all through the public APIs, inside this run):
+
+1. `generate_world("kuairec", 0)`: 1,411 users x 3,327 items, 31 categories, full ground truth.
+2. The DeepFM ensemble (`recsim.user_model.train.train_ensemble`; published settings: 5 members,
+   5 epochs) -> the user-model reward table (max-variance uncertainty: MBPO / MOPO / DORL and the
+   static scorers), its disagreement table ("ours") and its item embeddings (trackers).
+3. The same ensemble trained with IPS weights (the "ips" method's simulator).
+4. ROLeR's kNN table (`recsim.reward.knn.build_knn_reward_table`, the dataset's defaults).
+5. Each method of `recsim.policy.presets.METHODS` with `run_policy` on the CPU budget, seeds
+   0, 1, 2, evaluated in the ground-truth environment in NX_0 (category quit rule, N = 4,
+   threshold 0, 100 episodes from a fixed set of users shared by all methods).
+
+Prints one JSON object: per method the mean and std over seeds of R_tra, length, R_each, MCD and
+coverage, the per-seed values, the wall-clock seconds of each run; the random policy as the
+same-run baseline with each method's R_tra ratio to it; and the checks of what the published
+table leads one to expect (DORL above MOPO in R_tra with lower MCD, ROLeR at or above DORL,
+model-based above offline and static baselines).
+
+`--quick`: 400 users, a 2-member 1-epoch user model, 2 epochs of 10,000 steps per model-based
+run and 2 epochs of 300 gradient steps per offline run (3 seeds still).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("R_tra", "length", "R_each", "MCD", "coverage")
+
+
+def _settings(quick: bool) -> dict:
+    if quick:
+        return dict(world={"n_users": 400}, user_model=dict(members=2, epochs=1),
+                    model_based=dict(epochs=2, epoch_num_steps=10_000), offline=dict(epochs=2, epoch_num_steps=300))
+    return dict(world={}, user_model=dict(members=5, epochs=5), model_based={}, offline={})
+
+
+def _user_model(world, settings: dict, out: Path, ips: bool, seed: int):
+    from recsim.user_model.train import TrainConfig, train_ensemble
+
+    config = TrainConfig(ips=ips, seed=seed, **settings)
+    return train_ensemble(world, config, out, progress=False)
+
+
+def _summary(values: list[dict]) -> dict:
+    out = {}
+    for name in METRICS:
+        column = np.array([v[name] for v in values], dtype=np.float64)
+        out[name] = {"mean": float(column.mean()), "std": float(column.std(ddof=1)) if len(column) > 1 else 0.0}
+    return out
+
+
+def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, threads: int) -> dict:
+    import torch
+
+    from recsim.data.synthetic import generate_world
+    from recsim.policy.presets import METHODS
+    from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
+    from recsim.reward.knn import build_knn_reward_table, default_config
+
+    torch.set_num_threads(threads)
+    settings = _settings(quick)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    world = generate_world("kuairec", 0, **settings["world"])
+    timings["world"] = time.perf_counter() - start
+
+    needs = {METHODS[m].reward for m in methods} | {"user_model"}
+    tables: dict[str, object] = {}
+    start = time.perf_counter()
+    ensemble = _user_model(world, settings["user_model"], workdir / "user_model", ips=False, seed=0)
+    users, items = world.truth_users, world.truth_items
+    tables["user_model"] = ensemble.reward_table(users, items, "max_variance")
+    disagreement = ensemble.reward_table(users, items, "disagreement")
+    item_embeddings = ensemble.embeddings()[1]
+    timings["user_model"] = time.perf_counter() - start
+    if "user_model_ips" in needs:
+        start = time.perf_counter()
+        ips = _user_model(world, settings["user_model"], workdir / "user_model_ips", ips=True, seed=0)
+        tables["user_model_ips"] = ips.reward_table(users, items, "max_variance")
+        timings["user_model_ips"] = time.perf_counter() - start
+    if "knn" in needs:
+        start = time.perf_counter()
+        tables["knn"] = build_knn_reward_table(world, default_config(world.name))
+        timings["knn"] = time.perf_counter() - start
+
+    results: dict[str, dict] = {}
+    for name in methods:
+        preset = METHODS[name]
+        family_overrides = settings["model_based"] if preset.family == "model_based" else (
+            settings["offline"] if preset.family == "offline" else {})
+        per_seed, walls = [], []
+        for seed in seeds:
+            inputs = PolicyInputs(world, tables.get(preset.reward), disagreement, item_embeddings)
+            config = PolicyRunConfig(preset=name, budget="cpu", seed=seed, progress=False, **family_overrides)
+            outcome = run_policy(config, inputs, workdir / name / str(seed))
+            per_seed.append({k: outcome.metrics[k] for k in METRICS})
+            walls.append(outcome.wall_seconds)
+            print(f"{name} seed {seed}: R_tra {outcome.metrics['R_tra']:.3f} length {outcome.metrics['length']:.2f} "
+                  f"MCD {outcome.metrics['MCD']:.3f} ({outcome.wall_seconds:.1f} s)", file=sys.stderr, flush=True)
+        results[name] = {"family": preset.family, **_summary(per_seed), "per_seed": per_seed,
+                         "wall_seconds": walls, "wall_seconds_mean": float(np.mean(walls))}
+
+    baseline = results.get("random")
+    if baseline is not None:
+        for row in results.values():
+            row["R_tra_ratio_to_random"] = row["R_tra"]["mean"] / baseline["R_tra"]["mean"]
+
+    def mean(name: str, metric: str) -> float | None:
+        return results[name][metric]["mean"] if name in results else None
+
+    checks = {}
+    if {"dorl", "mopo"} <= set(results):
+        checks["dorl_R_tra_above_mopo"] = mean("dorl", "R_tra") > mean("mopo", "R_tra")
+        checks["dorl_MCD_below_mopo"] = mean("dorl", "MCD") < mean("mopo", "MCD")
+    if {"dorl", "roler"} <= set(results):
+        checks["roler_R_tra_at_or_above_dorl"] = mean("roler", "R_tra") >= mean("dorl", "R_tra")
+    model_based = [n for n in results if results[n]["family"] == "model_based"]
+    others = [n for n in results if results[n]["family"] != "model_based"]
+    if model_based and others:
+        checks["best_model_based_above_best_other"] = (max(mean(n, "R_tra") for n in model_based)
+                                                       > max(mean(n, "R_tra") for n in others))
+        checks["every_model_based_above_every_offline_and_static"] = (min(mean(n, "R_tra") for n in model_based)
+                                                                      > max(mean(n, "R_tra") for n in others))
+    return {
+        "benchmark": "policies",
+        "quick": quick,
+        "world": {"preset": "kuairec", "n_users": world.n_users, "n_items": world.n_items,
+                  "n_train_rows": int(len(world.train))},
+        "evaluation": "ground truth, NX_0, category quit rule (N=4, threshold 0), 100 episodes, max 30 steps",
+        "seeds": seeds,
+        "settings": settings,
+        "torch_threads": threads,
+        "preparation_seconds": timings,
+        "baseline": "random",
+        "methods": results,
+        "expectations": checks,
+    }
+
+
+def main() -> None:
+    from recsim.policy.presets import METHODS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes and budgets")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the runs' outputs here")
+    args = parser.parse_args()
+    methods = list(dict.fromkeys(["random", *args.methods]))
+    with tempfile.TemporaryDirectory(prefix="recsim-bench-policies-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        result = run(args.quick, list(range(args.seeds)), methods, workdir, args.threads)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

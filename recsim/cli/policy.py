@@ -1,0 +1,115 @@
+"""`recsim policy train` and `recsim policy list`: train / evaluate one method; list the methods."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from recsim.data.schema import Dataset
+from recsim.errors import ConfigError, DataError
+from recsim.policy.presets import METHODS, describe, method
+from recsim.policy.rollout import EvalConfig
+from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
+from recsim.policy.trackers import TRACKERS, TrackerConfig
+from recsim.reward.table import RewardTable
+
+EMBEDDINGS_FILE = "embeddings.npz"
+
+
+def _item_embeddings(directories: list[Path | None]) -> np.ndarray | None:
+    """The `item` array of the first `embeddings.npz` found in `directories`."""
+    for directory in directories:
+        if directory is not None and (directory / EMBEDDINGS_FILE).is_file():
+            with np.load(directory / EMBEDDINGS_FILE, allow_pickle=False) as z:
+                if "item" not in z.files:
+                    raise DataError(str(directory / EMBEDDINGS_FILE), "item", "missing array")
+                return z["item"].astype(np.float32)
+    return None
+
+
+def _disagreement_table(user_model: Path, reward: RewardTable, device: str) -> RewardTable:
+    from recsim.user_model.predict import load_ensemble
+
+    ensemble = load_ensemble(user_model, device)
+    return ensemble.reward_table(reward.users, reward.items, uncertainty="disagreement")
+
+
+def train(args: argparse.Namespace) -> int:
+    preset = method(args.preset)
+    dataset = Dataset.load(args.world)
+    reward = RewardTable.load(args.reward) if args.reward is not None else None
+    if preset.reward != "none" and reward is None:
+        raise ConfigError(f"method {preset.name!r} reads a reward table ({preset.reward}); pass --reward DIR")
+    uncertainty = None
+    if preset.uncertainty == "user_model_disagreement":
+        if args.user_model is None:
+            raise ConfigError(f"method {preset.name!r} needs --user-model DIR (ensemble disagreement)")
+        uncertainty = _disagreement_table(args.user_model, reward, args.device)
+    embeddings = None if args.no_embeddings else _item_embeddings([args.user_model, args.reward])
+    evaluation = EvalConfig(episodes=args.eval_episodes, seed=args.eval_seed)
+    config = PolicyRunConfig(preset=preset.name, dataset=args.dataset, budget=args.budget, epochs=args.epochs,
+                             epoch_num_steps=args.steps, num_envs=args.num_envs, batch_size=args.batch_size,
+                             eval_every=args.eval_every, algorithm=args.algorithm,
+                             tracker=TrackerConfig(kind=args.tracker), train_mode=args.train_mode,
+                             evaluation=evaluation, seed=args.seed, device=args.device, progress=not args.quiet)
+    run = run_policy(config, PolicyInputs(dataset, reward, uncertainty, embeddings), args.out, resume=args.resume)
+    if not args.quiet:
+        shown = {k: round(v, 4) for k, v in run.metrics.items()}
+        print(f"{run.name}: {json.dumps(shown)} ({run.wall_seconds:.1f} s) -> {args.out}")
+    return 0
+
+
+def list_methods(args: argparse.Namespace) -> int:
+    rows = describe(args.dataset)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        settings = {k: v for k, v in row.items() if k not in ("name", "family", "description")}
+        extra = " ".join(f"{k}={v}" for k, v in settings.items())
+        print(f"{row['name']:<8} {row['family']:<12} {row['description']}" + (f"  [{extra}]" if extra else ""))
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("policy", help="train and evaluate recommendation policies")
+    commands = parser.add_subparsers(dest="policy_command", required=True)
+
+    p = commands.add_parser("train", help="train (or, for static baselines, build) one method and evaluate it")
+    p.add_argument("--preset", required=True, choices=sorted(METHODS), help="the method (see `recsim policy list`)")
+    p.add_argument("--world", required=True, type=Path,
+                   help="a prepared dataset folder (with ground truth to evaluate)")
+    p.add_argument("--reward", type=Path, default=None,
+                   help="reward-table folder: the user model's (mbpo/mopo/dorl/greedy/...), the IPS user model's (ips) "
+                        "or the kNN table's (roler/ours)")
+    p.add_argument("--user-model", type=Path, default=None,
+                   help="user-model folder: item embeddings for the tracker, ensemble disagreement for 'ours'")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--dataset", default=None,
+                   help="dataset name for per-dataset penalty weights (default: the world's)")
+    p.add_argument("--budget", choices=("cpu", "paper"), default="cpu",
+                   help="cpu: minutes; paper: published epochs/steps")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="environment steps (offline: gradient steps) per epoch")
+    p.add_argument("--num-envs", type=int, default=None, help="parallel simulated users")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=None, help="evaluate in the ground-truth env every N epochs")
+    p.add_argument("--eval-episodes", type=int, default=EvalConfig.episodes)
+    p.add_argument("--eval-seed", type=int, default=EvalConfig.seed)
+    p.add_argument("--algorithm", choices=("a2c", "ppo"), default="a2c")
+    p.add_argument("--tracker", choices=sorted(TRACKERS), default=TrackerConfig.kind)
+    p.add_argument("--no-embeddings", action="store_true", help="learn item embeddings from scratch")
+    p.add_argument("--train-mode", default="NX_0", help="simulator mode of model-based training (FB, NX_0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
+    p.set_defaults(handler=train)
+
+    p = commands.add_parser("list", help="the methods and their settings")
+    p.add_argument("--dataset", default="kuairec", help="show this dataset's penalty weights")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=list_methods)
+

@@ -1,0 +1,295 @@
+"""Model-based policies: A2C (or PPO) trained in the penalised simulator (MBPO, MOPO, DORL, ROLeR).
+
+Published set-up (DORL SIGIR'23 / ROLeR CIKM'24, REFERENCE.md §1.5): a state tracker over the
+last items and rewards, a shared MLP 64-64, a softmax over all items (actor) and V(s) (critic);
+A2C with gamma 0.9, GAE lambda 1, value coefficient 0.5, no entropy regularisation, lr 1e-3,
+100 parallel simulated users, 100 episodes per collection, minibatch 1024, 200 epochs of
+100,000 steps. Training runs in the simulator over a `RewardTable` with the penalised reward
+(`recsim.reward.penalty`); evaluation every `eval_every` epochs runs in the ground-truth
+environment (NX_0 by default): R_tra, length, R_each, MCD (`recsim.policy.rollout`).
+
+The training loop is tianshou 2's own: `OnPolicyTrainer.execute_epoch` over a `Collector` on
+the natively batched environment (`recsim.env.TianshouVectorEnv`). Around each epoch this module
+adds what tianshou leaves to its user:
+
+- **Determinism and resume.** Each epoch starts from fresh episodes with the environment streams
+  and torch's generator reseeded from (seed, epoch), so an epoch depends only on the weights it
+  starts from; a resumed run is therefore identical to an uninterrupted one.
+- **Checkpoints** after every epoch (`checkpoints/last.pt`, written atomically): the algorithm's
+  state (networks and optimizer), the trainer's counters and the evaluation history.
+- **TensorBoard** logs through tianshou's `TensorboardLogger` (`tensorboard/`), plus the
+  ground-truth evaluation under `eval/`.
+- **Feedback scale.** The reward in the observation is mapped to [0, 1] with the range of the
+  environment the policy acts in (the simulator's penalised range in training, the truth's range
+  in evaluation), as the published tracker normalises its reward input.
+
+Deviation from the published code: the policy also trains with the NX mask by default
+(`train_mode="NX_0"`), so it learns under the same action set it is evaluated with.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tianshou.algorithm import A2C, PPO
+from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
+from tianshou.algorithm.optim import AdamOptimizerFactory
+from tianshou.data import Collector, VectorReplayBuffer
+from tianshou.trainer import OnPolicyTrainerParams
+from tqdm.auto import tqdm
+
+from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
+from recsim.errors import ConfigError
+from recsim.io import write_json
+from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
+from recsim.policy.base import TianshouRecommender
+from recsim.policy.checkpoint import (algorithm_state, load_checkpoint, open_logger, restore_algorithm,
+                                      save_checkpoint, torch_device)
+from recsim.policy.presets import Budget
+from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, seeded_scope, torch_threads
+from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
+from recsim.policy.trackers import TrackerConfig
+from recsim.reward.entropy import EntropyTable
+from recsim.reward.penalty import PenalisedReward, PenaltyConfig
+from recsim.reward.table import RewardTable
+from recsim.seeding import child_seeds
+
+ALGORITHMS = ("a2c", "ppo")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """The actor-critic learner (published A2C values by default).
+
+    Attributes:
+        algorithm: "a2c" (published) or "ppo".
+        hidden_sizes: the shared MLP after the tracker.
+        lr: Adam learning rate.
+        gamma: discount.
+        gae_lambda: GAE lambda (1 = Monte-Carlo advantages, as published).
+        vf_coef: value-loss weight.
+        ent_coef: policy-entropy regularisation (published 0).
+        max_grad_norm: gradient clipping (published none).
+        repeat: passes over each collected batch (published 1).
+        eps_clip: PPO clip range.
+        deterministic_eval: evaluate with the most probable item instead of a sample.
+        tracker: the state tracker.
+    """
+
+    algorithm: str = "a2c"
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    lr: float = 1e-3
+    gamma: float = 0.9
+    gae_lambda: float = 1.0
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = None
+    repeat: int = 1
+    eps_clip: float = 0.2
+    deterministic_eval: bool = False
+    tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        if isinstance(self.tracker, dict):
+            object.__setattr__(self, "tracker", TrackerConfig(**self.tracker))
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"AgentConfig.algorithm: {self.algorithm!r} is not one of {ALGORITHMS}")
+        if not self.lr > 0:
+            raise ConfigError(f"AgentConfig.lr: must be > 0, got {self.lr}")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
+            raise ConfigError("AgentConfig.gamma / gae_lambda: must lie in [0, 1]")
+        if self.repeat < 1:
+            raise ConfigError(f"AgentConfig.repeat: must be >= 1, got {self.repeat}")
+        if any(h < 1 for h in self.hidden_sizes):
+            raise ConfigError(f"AgentConfig.hidden_sizes: sizes must be >= 1, got {self.hidden_sizes}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelBasedConfig:
+    """Everything that determines a model-based training run (saved as `config.json`).
+
+    Attributes:
+        method: the method's name (reports only; the behaviour is in `penalty`).
+        penalty: the penalised-reward weights of the simulator.
+        agent: the learner.
+        budget: epochs, steps, parallel users, evaluation frequency.
+        train_mode: the simulator's mode ("NX_0": mask recommended items, as in evaluation).
+        evaluation: the ground-truth evaluation.
+        seed: seeds the networks, the simulator's users and the policy's sampling.
+        device: "cpu" or "cuda[:n]".
+        progress: show tqdm bars.
+        torch_threads: torch intra-op threads during the run (None: torch's default).
+    """
+
+    method: str
+    penalty: PenaltyConfig
+    budget: Budget
+    agent: AgentConfig = dataclasses.field(default_factory=AgentConfig)
+    train_mode: str = "NX_0"
+    evaluation: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+    torch_threads: int | None = 1
+
+    def __post_init__(self) -> None:
+        EnvConfig(mode=self.train_mode)
+        torch_device(self.device)
+
+    def env_config(self) -> EnvConfig:
+        return self.evaluation.env_config(self.train_mode)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run returns.
+
+    Attributes:
+        recommender: the trained policy behind the `Recommender` interface (ground-truth scale).
+        history: one record per evaluated epoch (epoch, env_step, train_return, metrics).
+        final: the last evaluation's metrics (empty if none ran).
+        wall_seconds: training time of this call (a resumed run counts only its own part).
+        out_dir: where config, checkpoints and logs were written.
+    """
+
+    recommender: TianshouRecommender
+    history: list[dict[str, Any]]
+    final: dict[str, float]
+    wall_seconds: float
+    out_dir: Path
+
+
+def simulator_scale(reward: PenalisedReward) -> FeedbackScale:
+    """The range of the penalised reward: [min, max] of the shifted table plus the entropy bonus."""
+    table = reward.table
+    base = table.mean - np.float32(reward.config.lambda_U) * table.uncertainty - reward.min_r
+    high = float(base.max())
+    if reward.entropy is not None:
+        high += float(reward.config.lambda_E) * len(reward.config.entropy_orders)
+    return FeedbackScale(float(min(base.min(), 0.0)), high)
+
+
+def table_scale(table: RewardTable) -> FeedbackScale:
+    return FeedbackScale(float(table.mean.min()), float(table.mean.max()))
+
+
+def build_agent(agent: AgentConfig, n_items: int, tracker: torch.nn.Module, env: BatchedRecEnv):
+    """The tianshou algorithm (A2C or PPO) with a masked softmax actor and a value critic."""
+    state_net = StateNet(tracker, agent.hidden_sizes)
+    actor = MaskedItemHead(state_net, n_items)
+    critic = ValueHead(state_net)
+    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=categorical_from_logits,
+                                      action_space=env.single_action_space,
+                                      observation_space=env.single_observation_space, action_scaling=False,
+                                      action_bound_method=None, deterministic_eval=agent.deterministic_eval)
+    common = dict(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=agent.lr), vf_coef=agent.vf_coef,
+                  ent_coef=agent.ent_coef, max_grad_norm=agent.max_grad_norm, gae_lambda=agent.gae_lambda,
+                  gamma=agent.gamma, max_batchsize=4096)
+    if agent.algorithm == "ppo":
+        return PPO(eps_clip=agent.eps_clip, **common)
+    return A2C(**common)
+
+
+def train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: QuitRule, out_dir: str | os.PathLike,
+                      *, entropy: EntropyTable | None = None, evaluator: GroundTruthEvaluator | None = None,
+                      item_embeddings: np.ndarray | None = None, resume: bool = False,
+                      extra_config: dict[str, Any] | None = None) -> TrainResult:
+    """Train a policy in the penalised simulator over `table`; evaluate it with `evaluator`.
+
+    Args:
+        config: the run's settings.
+        table: the simulator's reward table (user model or kNN), rows = users, columns = items.
+        quit_rule: the simulator's quit rule (built over the table's item columns).
+        out_dir: receives `config.json`, `checkpoints/last.pt`, `tensorboard/`, `history.json`.
+        entropy: DORL's entropy table (required when `config.penalty.lambda_E > 0`).
+        evaluator: the ground-truth evaluation (None: no evaluation).
+        item_embeddings: float32 (n_items, d) initial item embeddings of the tracker (user model's),
+            indexed by table column; None = learned from scratch.
+        resume: continue from `out_dir/checkpoints/last.pt` when it exists.
+        extra_config: provenance written into `config.json` beside the resolved config.
+
+    Returns:
+        A `TrainResult`.
+    """
+    with torch_threads(config.torch_threads):
+        return _train_model_based(config, table, quit_rule, out_dir, entropy=entropy, evaluator=evaluator,
+                                  item_embeddings=item_embeddings, resume=resume, extra_config=extra_config)
+
+
+def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: QuitRule, out_dir: str | os.PathLike,
+                       *, entropy: EntropyTable | None, evaluator: GroundTruthEvaluator | None,
+                       item_embeddings: np.ndarray | None, resume: bool,
+                       extra_config: dict[str, Any] | None) -> TrainResult:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    device = torch_device(config.device)
+    budget = config.budget
+    torch_seed, env_seed = child_seeds(config.seed, 2)
+    reward = PenalisedReward(table, config.penalty, entropy)
+    env = BatchedRecEnv(table, quit_rule, config.env_config(), reward=reward, num_envs=budget.num_envs,
+                        seed=env_seed, breakdown=False)
+    n_items = table.shape[1]
+    with seeded_scope(torch_seed):
+        tracker = build_tracker(config.agent.tracker, n_items, item_embeddings, config.evaluation.history_window,
+                                torch_seed)
+        algorithm = build_agent(config.agent, n_items, tracker, env).to(device)
+    write_json(out / "config.json", {"model_based": config, "table": {"kind": table.kind, "shape": list(table.shape)},
+                                     **(extra_config or {})})
+
+    checkpoint = load_checkpoint(out) if resume else None
+    history: list[dict[str, Any]] = []
+    counters = (0, 0, 0)
+    if checkpoint is not None:
+        restore_algorithm(algorithm, checkpoint["algorithm"])
+        history = checkpoint["history"]
+        counters = tuple(checkpoint["counters"])
+    logger = open_logger(out, counters)
+    venv = ScaledFeedbackVectorEnv(env, simulator_scale(reward))
+    horizon = env.limit
+    buffer = VectorReplayBuffer(max(budget.episodes_per_collect, budget.num_envs) * horizon * 2, budget.num_envs)
+    collector = Collector(algorithm.policy, venv, buffer)
+    params = OnPolicyTrainerParams(
+        training_collector=collector, test_collector=None, max_epochs=budget.epochs,
+        epoch_num_steps=budget.epoch_num_steps, collection_step_num_env_steps=None,
+        collection_step_num_episodes=budget.episodes_per_collect, batch_size=budget.batch_size,
+        update_step_num_repetitions=config.agent.repeat, logger=logger, resume_from_log=checkpoint is not None,
+        verbose=False, show_progress=config.progress)
+    trainer = algorithm.create_trainer(params)
+    trainer.reset()
+    recommender = TianshouRecommender(algorithm.policy, config.method,
+                                      table_scale(evaluator.table) if evaluator is not None else table_scale(table))
+    first_epoch = counters[0] + 1
+    bar = tqdm(range(first_epoch, budget.epochs + 1), desc=f"{config.method} epochs", disable=not config.progress,
+               initial=first_epoch - 1, total=budget.epochs)
+    for epoch in bar:
+        epoch_seed = int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
+        venv.seed(epoch_seed)
+        collector.reset(reset_buffer=True)
+        logger.start_epoch()
+        with seeded_scope(epoch_seed, config.device):
+            trainer.execute_epoch()
+        record: dict[str, Any] = {"epoch": epoch, "env_step": logger.counters[1],
+                                  "train_return": logger.epoch_return()}
+        if evaluator is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
+            metrics = evaluator.evaluate(recommender, config.device, policy_seed=config.seed)
+            record.update(metrics)
+            logger.write("eval/epoch", epoch, {f"eval/{k}": v for k, v in metrics.items()})
+        history.append(record)
+        bar.set_postfix(train_return=f"{record['train_return']:.3f}",
+                        **({"R_tra": f"{record['R_tra']:.3f}"} if "R_tra" in record else {}))
+        logger.flush()
+        save_checkpoint(out, {"algorithm": algorithm_state(algorithm), "history": history,
+                              "counters": (epoch, *logger.counters[1:]), "method": config.method})
+    logger.finalize()
+    evaluated = [h for h in history if "R_tra" in h]
+    bookkeeping = ("epoch", "env_step", "train_return")
+    final = {k: v for k, v in evaluated[-1].items() if k not in bookkeeping} if evaluated else {}
+    write_json(out / "history.json", history)
+    return TrainResult(recommender, history, final, time.perf_counter() - start, out)

@@ -1,0 +1,138 @@
+"""Static baselines: no sequential learning, scores from the log or the user model.
+
+Each is a `Recommender` (`act(observations, mask) -> items`): it scores every item for the
+batch's users and recommends the best allowed one (REFERENCE.md §1.5 and §4):
+
+- `RandomRecommender`: a uniformly random allowed item.
+- `PopularRecommender`: the item with the most logged positives (label above a threshold).
+- `GreedyRecommender`: the highest user-model reward rhat(u, i).
+- `EpsilonGreedyRecommender`: greedy, replaced by a random allowed item with probability epsilon
+  (published 0.3).
+- `UCBRecommender`: rhat(u, i) + c * sqrt(U(u, i)), an upper confidence bound with the user
+  model's uncertainty (the published "UCB" baseline adds a bonus to the DeepFM scores).
+
+Scores are looked up by the observation's `user` (dataset user id) in the reward table's rows;
+a user absent from the table gets the table's mean row. Random choices come from a numpy
+generator that `reseed(seed)` restarts (evaluations call it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from recsim.errors import ConfigError
+from recsim.reward.table import RewardTable
+
+
+def _random_allowed(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """A uniformly random allowed column per row of `mask` (B, n_items), int64 (B,)."""
+    noise = rng.random(mask.shape)
+    return np.argmax(np.where(mask, noise, -1.0), axis=1).astype(np.int64)
+
+
+class RandomRecommender:
+    """A uniformly random allowed item."""
+
+    def __init__(self, seed: int = 0, name: str = "random") -> None:
+        self.name = name
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        return _random_allowed(self.rng, np.asarray(mask, dtype=bool))
+
+
+class ScoreRecommender:
+    """Recommend the allowed item with the highest score; scores per user row.
+
+    Args:
+        scores: float (n_rows, n_items) scores; a 1-row matrix scores every user alike.
+        users: dataset user id of each row (None for a single shared row).
+        name: the method's name.
+    """
+
+    def __init__(self, scores: np.ndarray, users: np.ndarray | None, name: str) -> None:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 2:
+            raise ConfigError(f"{name}: scores must be a (users, items) matrix")
+        self.name = name
+        self.scores = scores
+        self.fallback = scores.mean(axis=0)
+        if users is None:
+            self.row_of_user = None
+        else:
+            users = np.asarray(users, dtype=np.int64)
+            self.row_of_user = np.full(int(users.max()) + 1, -1, dtype=np.int64)
+            self.row_of_user[users] = np.arange(len(users))
+
+    def user_scores(self, users: np.ndarray) -> np.ndarray:
+        """float64 (B, n_items) scores of the dataset users `users` (B,)."""
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        if self.row_of_user is None:
+            return np.broadcast_to(self.scores[0], (len(users), self.scores.shape[1]))
+        inside = (users >= 0) & (users < len(self.row_of_user))
+        rows = np.where(inside, self.row_of_user[np.where(inside, users, 0)], -1)
+        out = self.scores[np.maximum(rows, 0)]
+        if (rows < 0).any():
+            out = out.copy()
+            out[rows < 0] = self.fallback
+        return out
+
+    def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        scores = np.where(np.asarray(mask, dtype=bool), self.user_scores(observations["user"]), -np.inf)
+        return np.argmax(scores, axis=1).astype(np.int64)
+
+
+class GreedyRecommender(ScoreRecommender):
+    """The highest predicted reward rhat(u, i) of the user model's table."""
+
+    def __init__(self, table: RewardTable, name: str = "greedy") -> None:
+        super().__init__(table.mean, table.users, name)
+
+
+class UCBRecommender(ScoreRecommender):
+    """rhat(u, i) + c * sqrt(U(u, i)) (U: the table's uncertainty, a variance or a std^2)."""
+
+    def __init__(self, table: RewardTable, c: float = 1.0, name: str = "ucb") -> None:
+        if c < 0:
+            raise ConfigError(f"ucb.c: must be >= 0, got {c}")
+        super().__init__(table.mean + c * np.sqrt(np.maximum(table.uncertainty, 0.0)), table.users, name)
+
+
+class PopularRecommender(ScoreRecommender):
+    """The item with the most logged positives (ties: the lower column).
+
+    Args:
+        train_columns: int (n_rows,) reward-table column of each logged row (-1 = not in the table).
+        labels: float (n_rows,) logged labels.
+        n_items: number of table columns.
+        threshold: a row is a positive when its label is above it.
+    """
+
+    def __init__(self, train_columns: np.ndarray, labels: np.ndarray, n_items: int, threshold: float = 0.0,
+                 name: str = "popular") -> None:
+        columns = np.asarray(train_columns, dtype=np.int64)
+        keep = (columns >= 0) & (np.asarray(labels) > threshold)
+        counts = np.bincount(columns[keep], minlength=n_items).astype(np.float64)
+        super().__init__(counts[None, :], None, name)
+
+
+class EpsilonGreedyRecommender(GreedyRecommender):
+    """Greedy on the user model; with probability `epsilon` a uniformly random allowed item."""
+
+    def __init__(self, table: RewardTable, epsilon: float = 0.3, seed: int = 0, name: str = "egreedy") -> None:
+        if not 0 <= epsilon <= 1:
+            raise ConfigError(f"egreedy.epsilon: must lie in [0, 1], got {epsilon}")
+        super().__init__(table, name)
+        self.epsilon = float(epsilon)
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        mask = np.asarray(mask, dtype=bool)
+        greedy = super().act(observations, mask)
+        explore = self.rng.random(len(greedy)) < self.epsilon
+        return np.where(explore, _random_allowed(self.rng, mask), greedy)

@@ -1,0 +1,245 @@
+"""Policies: masked heads, the log replay, static baselines, every method's tiny training run, seeds."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recsim.cli import main
+from recsim.data.synthetic import generate_world
+from recsim.env import CategoryOverlapQuit, EnvConfig
+from recsim.errors import ConfigError
+from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, categorical_from_logits
+from recsim.policy.base import observation_batch
+from recsim.policy.offline import log_transitions
+from recsim.policy.presets import METHODS, budget, describe
+from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator
+from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
+                                  RandomRecommender, UCBRecommender)
+from recsim.policy.trackers import TrackerConfig, make_tracker
+from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
+from recsim.reward.table import RewardTable
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_world("tiny", 0)
+
+
+@pytest.fixture(scope="module")
+def noisy_table(world):
+    """Stand-in for the user model / kNN tables: the truth plus seeded noise (tests only)."""
+    truth = RewardTable.from_truth(world.truth, world.truth_users, world.truth_items)
+    rng = np.random.default_rng(1)
+    mean = truth.mean + rng.normal(0, 0.3, truth.shape).astype(np.float32)
+    return RewardTable(mean, np.abs(rng.normal(0, 0.2, truth.shape)), truth.users, truth.items, "noisy-truth")
+
+
+def tiny_config(preset: str, **overrides) -> PolicyRunConfig:
+    values = dict(preset=preset, epochs=1, epoch_num_steps=300, num_envs=10, batch_size=64,
+                  evaluation=EvalConfig(episodes=20), progress=False)
+    values.update(overrides)
+    return PolicyRunConfig(**values)
+
+
+def _observations(n_rows: int, n_items: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    history = rng.integers(-1, n_items, size=(n_rows, 10))
+    obs = {"user": rng.integers(0, 100, n_rows), "history": history,
+           "feedback": rng.random((n_rows, 10)).astype(np.float32), "turn": np.full(n_rows, 3)}
+    mask = rng.random((n_rows, n_items)) < 0.7
+    mask[:, 0] = True
+    return obs, mask
+
+
+def test_masked_head_blocks_masked_items_in_both_mask_layouts():
+    rng = np.random.default_rng(0)
+    n_items = 12
+    torch.manual_seed(0)
+    head = MaskedItemHead(StateNet(make_tracker(TrackerConfig(), n_items), (8,)), n_items)
+    obs, mask = _observations(5, n_items, rng)
+    logits, _ = head(observation_batch(obs, mask).obs)
+    assert logits.shape == (5, n_items)
+    assert torch.equal(logits[torch.as_tensor(~mask)], torch.full((int((~mask).sum()),), MASKED_VALUE))
+    probs = categorical_from_logits(logits).probs.detach().numpy()
+    assert (probs[~mask] == 0).all() and np.allclose(probs.sum(axis=1), 1)
+    # the compact layout of logged buffers gives the same outputs
+    masked_items = np.full((5, n_items), -1)
+    for row in range(5):
+        blocked = np.flatnonzero(~mask[row])
+        masked_items[row, :len(blocked)] = blocked
+    compact = {k: v for k, v in obs.items()} | {"masked_items": masked_items}
+    from tianshou.data import Batch
+
+    same, _ = head(Batch(compact))
+    assert torch.equal(same, logits)
+    relative = MaskedItemHead(head.preprocess, n_items, relative_margin=5.0)
+    out, _ = relative(observation_batch(obs, mask).obs)
+    assert (out.argmax(dim=1).numpy() == np.where(mask, out.detach().numpy(), -np.inf).argmax(axis=1)).all()
+
+
+def test_item_categorical_samples_the_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[0.0, 1.0, 2.0, MASKED_VALUE]]).expand(40_000, 4)
+    draws = categorical_from_logits(logits).sample()
+    freq = torch.bincount(draws, minlength=4).double() / len(draws)
+    assert freq[3] == 0
+    assert torch.allclose(freq, torch.softmax(logits[0].double(), 0), atol=0.01)
+
+
+def _hand_dataset():
+    """One user, items 0..5; categories: 0 -> {0}, 1 -> {1}, 2 -> {0}, 3 -> {2}, 4 -> {3}, 5 -> {1}."""
+    from recsim.data.schema import Dataset
+
+    cats = np.zeros((6, 4), dtype=bool)
+    cats[[0, 1, 2, 3, 4, 5], [0, 1, 0, 2, 3, 1]] = True
+    train = pd.DataFrame({"user": np.zeros(7, np.int32), "item": np.array([0, 1, 1, 2, 3, 4, 5], np.int32),
+                          "label": np.array([1, 2, 3, 4, 5, 6, 7], np.float32),
+                          "timestamp": np.array([10, 20, 30, 40, 50, 60, 70], np.int64)})
+    return Dataset(name="hand", train=train, user_ids=np.arange(1), item_ids=np.arange(6),
+                   user_features=pd.DataFrame({"f": np.ones(1, np.int32)}),
+                   item_features=pd.DataFrame({"f": np.ones(6, np.int32)}), item_categories=cats,
+                   category_names=list("abcd"))
+
+
+def test_log_replay_cuts_episodes_by_the_quit_rule_hand_case():
+    dataset = _hand_dataset()
+    table = RewardTable(np.zeros((1, 6)), np.zeros((1, 6)), [0], np.arange(6))
+    rule = CategoryOverlapQuit(dataset.item_categories, leave_threshold=0, window=2)
+    out = log_transitions(dataset, table, rule, EnvConfig(max_turn=30, history_window=3, mode="NX_0"))
+    # item 1 repeated within the episode is skipped (NX); 2 shares category 0 with item 0 in the
+    # window (0, 1) -> the user leaves at 2; the next episode 3, 4, 5 runs to the end of the log.
+    assert out.act.tolist() == [0, 1, 2, 3, 4, 5]
+    assert out.rew.tolist() == [1, 2, 4, 5, 6, 7]
+    assert out.terminated.tolist() == [False, False, True, False, False, False]
+    assert out.truncated.tolist() == [False, False, False, False, False, True]
+    assert out.obs["turn"].tolist() == [0, 1, 2, 0, 1, 2]
+    assert out.obs["history"][2].tolist() == [-1, 0, 1]
+    assert out.obs["history"][3].tolist() == [-1, -1, -1]
+    assert out.obs["masked_items"][2][:3].tolist() == [0, 1, -1]
+    assert out.obs_next["history"][5].tolist() == [3, 4, 5]
+    scale = out.feedback_scale
+    assert (scale.low, scale.high) == (1.0, 7.0)
+    assert np.allclose(out.obs_next["feedback"][1], [0.0, 0.0, 1 / 6])
+
+
+def test_log_replay_fixed_length_mode_ignores_quit_and_truncates():
+    dataset = _hand_dataset()
+    table = RewardTable(np.zeros((1, 6)), np.zeros((1, 6)), [0], np.arange(6))
+    rule = CategoryOverlapQuit(dataset.item_categories, leave_threshold=0, window=2)
+    out = log_transitions(dataset, table, rule, EnvConfig(max_turn=30, history_window=3, mode="NX_2"))
+    assert out.act.tolist() == [0, 1, 1, 2, 3, 4, 5]
+    assert not out.terminated.any()
+    assert out.truncated.tolist() == [False, True, False, True, False, True, True]
+
+
+def test_static_baselines_act_within_the_mask(noisy_table):
+    rng = np.random.default_rng(0)
+    n_items = noisy_table.shape[1]
+    obs, mask = _observations(50, n_items, rng)
+    columns = rng.integers(-1, n_items, 500)
+    recommenders = [RandomRecommender(0), GreedyRecommender(noisy_table), UCBRecommender(noisy_table, 1.0),
+                    EpsilonGreedyRecommender(noisy_table, 0.3, 0),
+                    PopularRecommender(columns, rng.random(500), n_items)]
+    for rec in recommenders:
+        items = rec.act(obs, mask)
+        assert items.shape == (50,) and mask[np.arange(50), items].all(), rec.name
+    greedy = GreedyRecommender(noisy_table).act(obs, mask)
+    scores = np.where(mask, noisy_table.mean[obs["user"]], -np.inf)
+    assert (greedy == scores.argmax(axis=1)).all()
+    with pytest.raises(ConfigError):
+        EpsilonGreedyRecommender(noisy_table, 1.5)
+
+
+def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):
+    evaluator = GroundTruthEvaluator(world, EvalConfig(episodes=30))
+    result = evaluator.rollout(RandomRecommender(3))
+    metrics = evaluator.metrics(result)
+    assert metrics["R_tra"] == pytest.approx(result.returns.mean())
+    assert metrics["length"] == pytest.approx(result.lengths.mean())
+    truth = evaluator.table.mean
+    for ep in range(30):
+        items = result.items[ep, :result.lengths[ep]]
+        assert len(set(items.tolist())) == len(items)  # NX_0: no repeats
+        row = int(np.flatnonzero(evaluator.table.users == result.users[ep])[0])
+        assert result.returns[ep] == pytest.approx(truth[row, items].sum(), rel=1e-5)
+    again = evaluator.evaluate(RandomRecommender(3))
+    assert again == metrics
+
+
+@pytest.mark.parametrize("preset", sorted(METHODS))
+def test_every_method_trains_one_tiny_epoch_and_acts_within_the_mask(preset, world, noisy_table, tmp_path):
+    inputs = PolicyInputs(world, noisy_table, noisy_table)
+    run = run_policy(tiny_config(preset), inputs, tmp_path / preset)
+    assert np.isfinite(run.metrics["R_tra"]) and run.metrics["length"] >= 1
+    assert 0 <= run.metrics["MCD"] <= 1
+    results = json.loads((tmp_path / preset / "results.json").read_text())
+    assert results["method"] == preset
+    assert (tmp_path / preset / "config.json").is_file()
+    if METHODS[preset].family != "static":
+        assert (tmp_path / preset / "checkpoints" / "last.pt").is_file()
+        assert any((tmp_path / preset / "tensorboard").iterdir())
+        assert len(run.history) == 1
+
+
+def test_ppo_with_a_gru_tracker_trains_and_acts_within_the_mask(world, noisy_table, tmp_path):
+    config = tiny_config("dorl", algorithm="ppo", tracker=TrackerConfig(kind="gru", hidden_dim=16))
+    run = run_policy(config, PolicyInputs(world, noisy_table), tmp_path / "ppo")
+    assert np.isfinite(run.history[0]["train_return"]) and run.metrics["length"] >= 1
+
+
+@pytest.mark.parametrize("preset", ["dorl", "cql"])
+def test_same_seed_same_first_epoch_and_resume_equals_uninterrupted(preset, world, noisy_table, tmp_path):
+    inputs = PolicyInputs(world, noisy_table, noisy_table)
+    first = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "a")
+    second = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "b")
+    assert first.history == second.history
+    run_policy(tiny_config(preset, epochs=1), inputs, tmp_path / "c")
+    resumed = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "c", resume=True)
+    assert resumed.history == first.history
+    other = run_policy(tiny_config(preset, epochs=1, seed=7), inputs, tmp_path / "d")
+    assert other.history[0] != first.history[0]
+
+
+def test_budgets_and_presets_are_validated():
+    assert budget("paper", "model_based").epoch_num_steps == 100_000
+    assert budget("cpu", "model_based", epochs=2).epochs == 2
+    with pytest.raises(ConfigError):
+        budget("huge", "model_based")
+    with pytest.raises(ConfigError):
+        budget("cpu", "offline", epochz=1)
+    with pytest.raises(ConfigError):
+        PolicyRunConfig(preset="nope")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            PolicyRunConfig(preset="dorl", device="cuda")
+    rows = {row["name"]: row for row in describe("kuairand")}
+    assert (rows["dorl"]["lambda_U"], rows["dorl"]["lambda_E"]) == (0.01, 0.05)
+    assert (rows["ours"]["lambda_U"], rows["ours"]["lambda_E"]) == (1.0, 0.05)
+
+
+def test_cli_lists_methods_and_trains_a_baseline(world, tmp_path, capsys):
+    assert main(["policy", "list", "--json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert names == list(METHODS)
+    world.save(tmp_path / "world")
+    code = main(["policy", "train", "--preset", "random", "--world", str(tmp_path / "world"),
+                 "--out", str(tmp_path / "out"), "--eval-episodes", "10", "--quiet"])
+    assert code == 0
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["metrics"]["length"] >= 1
+    code = main(["policy", "train", "--preset", "dorl", "--world", str(tmp_path / "world"),
+                 "--out", str(tmp_path / "out2"), "--quiet"])
+    assert code == 2
+    assert "--reward" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_dorl_beats_random_in_the_synthetic_world(world, noisy_table, tmp_path):
+    inputs = PolicyInputs(world, noisy_table, noisy_table)
+    config = tiny_config("dorl", epochs=3, epoch_num_steps=20_000, num_envs=100, batch_size=64,
+                         evaluation=EvalConfig(episodes=200))
+    dorl = run_policy(config, inputs, tmp_path / "dorl")
+    random = run_policy(tiny_config("random", evaluation=EvalConfig(episodes=200)), inputs, tmp_path / "random")
+    assert dorl.metrics["R_tra"] > random.metrics["R_tra"]
