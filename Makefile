@@ -16,8 +16,8 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/recsim data synth --preset kuairec --seed 0 --out runs/demo/world
-	@echo "results: runs/demo/world (the synthetic kuairec world; config.json beside it)"
+	$(VENV)/bin/recsim run pipelines/quickstart.yaml --out runs/quickstart
+	@echo "results: runs/quickstart/report/results.csv and results.md; open runs/quickstart/report/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

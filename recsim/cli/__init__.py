@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from recsim.cli import data as data_commands
 from recsim.cli import policy as policy_commands
 from recsim.cli import reward as reward_commands
+from recsim.cli import run as run_commands
 from recsim.cli import user_model as user_model_commands
 from recsim.errors import RecsimError
 
@@ -19,6 +20,7 @@ COMMAND_GROUPS = {
     "data": data_commands,
     "policy": policy_commands,
     "reward": reward_commands,
+    "run": run_commands,  # `run`, `sweep` and `report`
     "user-model": user_model_commands,
 }
 

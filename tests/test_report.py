@@ -1,0 +1,98 @@
+"""Reports: results.csv rows and columns, mean +- std tables, figures, a self-contained report.html."""
+from __future__ import annotations
+
+import base64
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsim.data.synthetic import generate_world
+from recsim.evaluation.report import build_report, collect_rows, evaluation_folders, summary_table
+from recsim.evaluation.rollout import EpisodeLog
+from recsim.io import write_json
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(tmp_path, r_tra):
+    """A run folder with a tiny world and eval folders for methods a, b over seeds 0, 1."""
+    world = generate_world("tiny", 0)
+    world.save(tmp_path / "data" / "dataset")
+    rng = np.random.default_rng(0)
+    names = []
+    for method in ("a", "b"):
+        for seed in (0, 1):
+            name = f"eval-{method}-s{seed}"
+            folder = tmp_path / name
+            folder.mkdir()
+            rows = []
+            for mode in ("FB", "NX_0"):
+                items = rng.integers(0, world.n_items, (5, 4))
+                items[:, 3] = -1
+                log = EpisodeLog(mode, np.arange(5), items, np.where(items >= 0, 1.0, 0.0).astype(np.float32),
+                                 np.full(5, 3), np.ones(5, bool))
+                log.save(folder / f"episodes_{mode}.npz")
+                rows.append({"mode": mode, "R_tra": r_tra[(method, seed)], "R_tra_low": 0.0, "R_tra_high": 9.0,
+                             "length": 3.0, "R_each": r_tra[(method, seed)] / 3, "MCD": 0.5, "gini": 0.4,
+                             "coverage": 0.1, "ndcg@10": 0.3, "ope_ips": 1.0 + seed, "ope_ips_low": 0.5,
+                             "ope_ips_high": 1.5, "ope_pscore_source": "logged"})
+            curve = {"x": [1, 2, 3], "y": [0.1, 0.2, 0.4]}
+            write_json(folder / "metrics.json", {"method": method, "algorithm": "x", "seed": seed, "rows": rows,
+                                                 "training_curve": curve})
+            names.append(name)
+    return names
+
+
+R_TRA = {("a", 0): 1.0, ("a", 1): 3.0, ("b", 0): 2.0, ("b", 1): 2.0}
+
+
+def test_results_csv_has_one_row_per_method_seed_mode(tmp_path):
+    names = fake_run(tmp_path, R_TRA)
+    assert evaluation_folders(tmp_path) == sorted(names)
+    build_report(tmp_path, tmp_path / "report", names, title="t")
+    results = pd.read_csv(tmp_path / "report" / "results.csv")
+    assert len(results) == 2 * 2 * 2
+    assert list(results.columns[:10]) == ["method", "algorithm", "seed", "mode", "R_tra", "length", "R_each",
+                                          "MCD", "gini", "coverage"]
+    assert {"ndcg@10", "ope_ips"} <= set(results.columns)
+    assert not results.duplicated(["method", "seed", "mode"]).any()
+    row = results[(results.method == "a") & (results.seed == 1) & (results["mode"] == "NX_0")]
+    assert row["R_tra"].item() == 3.0
+
+
+def test_markdown_table_is_mean_and_sample_std_across_seeds(tmp_path):
+    names = fake_run(tmp_path, R_TRA)
+    build_report(tmp_path, tmp_path / "report", names, title="my title", figures=False)
+    text = (tmp_path / "report" / "results.md").read_text()
+    assert text.startswith("# my title")
+    assert "## FB" in text and "## NX_0" in text
+    a_row = [line for line in text.splitlines() if line.startswith("| a |")][0]
+    assert "2.000 +- 1.414" in a_row  # mean(1, 3), std(1, 3) with ddof=1
+    half = 12.706204736174698 * 1.4142135623730951 / 1.4142135623730951  # t_{0.975, 1} * std / sqrt(2)
+    assert f"[{2 - half:.3f}, {2 + half:.3f}]" in a_row
+    b_row = [line for line in text.splitlines() if line.startswith("| b |")][0]
+    assert "2.000 +- 0.000" in b_row
+    table = summary_table(collect_rows(tmp_path, names))
+    assert set(table["seeds"]) == {2}
+    assert "ope_ips_low" not in table.columns
+
+
+def test_report_html_is_self_contained_with_png_figures(tmp_path):
+    names = fake_run(tmp_path, R_TRA)
+    page = build_report(tmp_path, tmp_path / "report", names)
+    html = page.read_text()
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(images) == 4  # R_tra, Lorenz, categories, training curves
+    assert all(base64.b64decode(data).startswith(PNG_MAGIC) for data in images)
+    assert "src='http" not in html and "<script" not in html
+    pngs = list((tmp_path / "report" / "figures").glob("*.png"))
+    assert len(pngs) == 4 and all(p.read_bytes().startswith(PNG_MAGIC) for p in pngs)
+
+
+def test_missing_results_is_a_data_error(tmp_path):
+    from recsim.errors import DataError
+
+    with pytest.raises(DataError, match="metrics.json"):
+        build_report(tmp_path, tmp_path / "report", ["eval-x-s0"])
