@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -305,6 +306,7 @@ SHARED_DATA = Path(os.environ.get("RECSIM_SHARED_DATA", REPO.parent / "shared" /
 def test_coat_spec_runs_offline_metrics_on_the_real_data(tmp_path, capsys):
     data = yaml.safe_load((REPO / "pipelines" / "coat.yaml").read_text())
     data["seeds"] = [0]
+    data["data"].pop("complete")
     data["user_model"].update(members=1, epochs=1)
     data["methods"] = [{"name": "ucb", "algorithm": "ucb"}, {"name": "random", "algorithm": "random"}]
     data["progress"] = False
@@ -315,3 +317,34 @@ def test_coat_spec_runs_offline_metrics_on_the_real_data(tmp_path, capsys):
     assert set(results["mode"]) == {"offline"}  # no ground truth: ranking and OPE only
     assert results["ndcg@10"].between(0, 1).all() and results["ope_snips"].between(1, 5).all()
     assert (results["ope_pscore_source"] == "logged").all()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "coat" / "train.ascii").is_file(),
+                    reason=f"Coat raw files not found under {SHARED_DATA / 'coat'} (set RECSIM_SHARED_DATA)")
+def test_coat_spec_rolls_out_in_the_completed_matrix(tmp_path):
+    data = yaml.safe_load((REPO / "pipelines" / "coat.yaml").read_text())
+    assert data["data"]["complete"] == {}
+    data["seeds"] = [0]
+    data["user_model"].update(members=1, epochs=1)
+    data["methods"] = [{"name": "greedy", "algorithm": "greedy"}, {"name": "random", "algorithm": "random"}]
+    data["evaluation"] = {**data.get("evaluation", {}), "modes": ["NX_0"], "n_episodes": 20}
+    data["progress"] = False
+    out = tmp_path / "coat"
+    spec = write_spec(tmp_path, data)
+    assert main(["run", str(spec), "--out", str(out), "--raw", str(SHARED_DATA / "coat"), "--quiet"]) == 0
+    from recsim.data.schema import Dataset
+
+    dataset = Dataset.load(out / "data" / "dataset")
+    assert dataset.truth is not None and np.isfinite(dataset.truth).all()
+    assert dataset.meta["completion"]["fitted_on"] == "test"
+    results = pd.read_csv(out / "report" / "results.csv")
+    assert set(results["mode"]) == {"NX_0"}
+    assert (results["length"] >= 1).all() and results["R_tra"].between(1, 5 * 30).all()
+
+
+def test_unknown_completion_key_is_an_error_naming_it(tmp_path):
+    data = yaml.safe_load((REPO / "pipelines" / "coat.yaml").read_text())
+    data["data"]["complete"] = {"rnak": 4}
+    spec = write_spec(tmp_path, data)
+    with pytest.raises(ConfigError, match="data.complete: unknown key"):
+        load_spec(spec)

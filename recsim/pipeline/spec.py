@@ -61,6 +61,11 @@ class DataSpec:
         cache_dir: Parquet cache of converted raw files (default: `$RECSIM_CACHE_DIR`).
         positive_threshold: a training row is a positive (for MCD's dominating categories) when
             its label is above this.
+        complete: for a dataset without a ground-truth matrix, fields of
+            `recsim.data.completion.CompletionConfig` (`{}` for its defaults): the data stage
+            fits a matrix factorisation on the random-exposure test log and uses the completed
+            matrix as the ground truth (the DORL / ROLeR protocol for KuaiRand, Coat, Yahoo).
+            None: no completion; such datasets get offline metrics only.
     """
 
     name: str = "synthetic"
@@ -70,12 +75,27 @@ class DataSpec:
     raw_dir: str | None = None
     cache_dir: str | None = None
     positive_threshold: float = 0.0
+    complete: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         from recsim.data.store import DATASET_NAMES
 
         if self.name not in DATASET_NAMES:
             raise ConfigError(f"data.name: unknown dataset {self.name!r}; choose from {', '.join(DATASET_NAMES)}")
+        if self.complete is not None:
+            self.completion_config()
+
+    def completion_config(self):
+        """The `CompletionConfig` of `complete` (None when no completion is asked for)."""
+        from recsim.data.completion import CompletionConfig
+
+        if self.complete is None:
+            return None
+        fields = {f.name for f in dataclasses.fields(CompletionConfig)}
+        unknown = sorted(set(self.complete) - fields)
+        if unknown:
+            raise ConfigError(f"data.complete: unknown key(s) {unknown}; choose from {sorted(fields)}")
+        return CompletionConfig(**self.complete)
 
     def resolved_raw_dir(self) -> Path:
         return Path(self.raw_dir) if self.raw_dir is not None else Path("datasets") / self.name / "raw"

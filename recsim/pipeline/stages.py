@@ -220,6 +220,9 @@ def _data_stage(spec: Spec) -> Stage:
         config["raw_dir"] = str(raw)
         missing = [f for f in DATASETS[data.name].files if not (raw / f).is_file()]
         config["fingerprint"] = None if missing else fingerprint(data.name, raw)
+    completion = data.completion_config()
+    if completion is not None:
+        config["completion"] = dataclasses.asdict(completion)
 
     def run(out: Path, runner: Runner) -> None:
         if data.name == "synthetic":
@@ -230,6 +233,10 @@ def _data_stage(spec: Spec) -> Stage:
             from recsim.data.store import load_dataset
 
             dataset = load_dataset(data.name, data.resolved_raw_dir(), cache_dir=data.cache_dir)
+        if completion is not None and dataset.truth is None:
+            from recsim.data.completion import with_completed_truth
+
+            dataset = with_completed_truth(dataset, completion)
         dataset.save(out / "dataset")
         runner.forget("dataset")
 
