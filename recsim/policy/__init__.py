@@ -1,1 +1,13 @@
-"""Recommendation policies: state trackers (`trackers`) and, later, tianshou algorithm factories."""
+"""Recommendation policies on tianshou 2.
+
+- `trackers`: state trackers (average, GRU, attention) used as the actor's and critic's
+  preprocessing network.
+- `actors`: the masked discrete actor (already-recommended items get no probability in NX modes).
+- `presets`: methods as data (MBPO, MOPO, DORL, ROLeR, IPS, ours; offline and static baselines)
+  and the CPU and paper training budgets.
+- `model_based`: A2C / PPO in the penalised simulator; `offline`: discrete BCQ, CQL, CRR on a
+  buffer replayed from the log; `static`: random, most popular, greedy, epsilon-greedy, UCB.
+- `base`: the common `Recommender.act(observations, mask) -> items` interface; `train`: the
+  single entry point `run_policy`; `rollout`: evaluation in the ground-truth environment during
+  training; `checkpoint`: atomic per-epoch checkpoints and resume.
+"""
