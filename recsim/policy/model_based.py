@@ -41,15 +41,14 @@ from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Collector, VectorReplayBuffer
 from tianshou.trainer import OnPolicyTrainerParams
-from tqdm.auto import tqdm
 
 from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
 from recsim.errors import ConfigError
 from recsim.io import write_json
 from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
-from recsim.policy.checkpoint import (algorithm_state, load_checkpoint, open_logger, restore_algorithm,
-                                      save_checkpoint, torch_device)
+from recsim.policy.checkpoint import open_logger, torch_device
+from recsim.policy.epochs import TrainResult, resume_state, run_epochs
 from recsim.policy.presets import Budget
 from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, seeded_scope, torch_threads
 from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
@@ -146,25 +145,6 @@ class ModelBasedConfig:
         return self.evaluation.env_config(self.train_mode)
 
 
-@dataclasses.dataclass
-class TrainResult:
-    """What a training run returns.
-
-    Attributes:
-        recommender: the trained policy behind the `Recommender` interface (ground-truth scale).
-        history: one record per evaluated epoch (epoch, env_step, train_return, metrics).
-        final: the last evaluation's metrics (empty if none ran).
-        wall_seconds: training time of this call (a resumed run counts only its own part).
-        out_dir: where config, checkpoints and logs were written.
-    """
-
-    recommender: TianshouRecommender
-    history: list[dict[str, Any]]
-    final: dict[str, float]
-    wall_seconds: float
-    out_dir: Path
-
-
 def simulator_scale(reward: PenalisedReward) -> FeedbackScale:
     """The range of the penalised reward: [min, max] of the shifted table plus the entropy bonus."""
     table = reward.table
@@ -243,13 +223,7 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
     write_json(out / "config.json", {"model_based": config, "table": {"kind": table.kind, "shape": list(table.shape)},
                                      **(extra_config or {})})
 
-    checkpoint = load_checkpoint(out) if resume else None
-    history: list[dict[str, Any]] = []
-    counters = (0, 0, 0)
-    if checkpoint is not None:
-        restore_algorithm(algorithm, checkpoint["algorithm"])
-        history = checkpoint["history"]
-        counters = tuple(checkpoint["counters"])
+    history, counters, resumed = resume_state(algorithm, out, resume)
     logger = open_logger(out, counters)
     venv = ScaledFeedbackVectorEnv(env, simulator_scale(reward))
     horizon = env.limit
@@ -259,37 +233,23 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
         training_collector=collector, test_collector=None, max_epochs=budget.epochs,
         epoch_num_steps=budget.epoch_num_steps, collection_step_num_env_steps=None,
         collection_step_num_episodes=budget.episodes_per_collect, batch_size=budget.batch_size,
-        update_step_num_repetitions=config.agent.repeat, logger=logger, resume_from_log=checkpoint is not None,
+        update_step_num_repetitions=config.agent.repeat, logger=logger, resume_from_log=resumed,
         verbose=False, show_progress=config.progress)
     trainer = algorithm.create_trainer(params)
     trainer.reset()
     recommender = TianshouRecommender(algorithm.policy, config.method,
                                       table_scale(evaluator.table) if evaluator is not None else table_scale(table))
-    first_epoch = counters[0] + 1
-    bar = tqdm(range(first_epoch, budget.epochs + 1), desc=f"{config.method} epochs", disable=not config.progress,
-               initial=first_epoch - 1, total=budget.epochs)
-    for epoch in bar:
-        epoch_seed = int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
+
+    def run_epoch(epoch: int, epoch_seed: int) -> dict[str, Any]:
         venv.seed(epoch_seed)
         collector.reset(reset_buffer=True)
         logger.start_epoch()
         with seeded_scope(epoch_seed, config.device):
             trainer.execute_epoch()
-        record: dict[str, Any] = {"epoch": epoch, "env_step": logger.counters[1],
-                                  "train_return": logger.epoch_return()}
-        if evaluator is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
-            metrics = evaluator.evaluate(recommender, config.device, policy_seed=config.seed)
-            record.update(metrics)
-            logger.write("eval/epoch", epoch, {f"eval/{k}": v for k, v in metrics.items()})
-        history.append(record)
-        bar.set_postfix(train_return=f"{record['train_return']:.3f}",
-                        **({"R_tra": f"{record['R_tra']:.3f}"} if "R_tra" in record else {}))
-        logger.flush()
-        save_checkpoint(out, {"algorithm": algorithm_state(algorithm), "history": history,
-                              "counters": (epoch, *logger.counters[1:]), "method": config.method})
-    logger.finalize()
-    evaluated = [h for h in history if "R_tra" in h]
-    bookkeeping = ("epoch", "env_step", "train_return")
-    final = {k: v for k, v in evaluated[-1].items() if k not in bookkeeping} if evaluated else {}
-    write_json(out / "history.json", history)
-    return TrainResult(recommender, history, final, time.perf_counter() - start, out)
+        return {"epoch": epoch, "env_step": logger.counters[1], "train_return": logger.epoch_return()}
+
+    return run_epochs(method=config.method, seed=config.seed, device=config.device, progress=config.progress,
+                      budget=budget, algorithm=algorithm, logger=logger, recommender=recommender,
+                      evaluator=evaluator, out=out, history=history, first_epoch=counters[0] + 1,
+                      run_epoch=run_epoch, bookkeeping=("epoch", "env_step", "train_return"),
+                      postfix="train_return", started=start)

@@ -37,16 +37,15 @@ from tianshou.algorithm.modelfree.reinforce import DiscreteActorPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
 from tianshou.data import Batch, ReplayBuffer
 from tianshou.trainer import OfflineTrainerParams
-from tqdm.auto import tqdm
 
 from recsim.env import EnvConfig, QuitRule, observation_space
 from recsim.errors import ConfigError, DataError
 from recsim.io import write_json
 from recsim.policy.actors import ItemCritic, MaskedItemHead, StateNet, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
-from recsim.policy.checkpoint import (algorithm_state, load_checkpoint, open_logger, restore_algorithm,
-                                      save_checkpoint, torch_device)
-from recsim.policy.model_based import TrainResult, table_scale
+from recsim.policy.checkpoint import open_logger, torch_device
+from recsim.policy.epochs import TrainResult, resume_state, run_epochs
+from recsim.policy.model_based import table_scale
 from recsim.policy.presets import Budget
 from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, seeded_scope, torch_threads
 from recsim.policy.scaling import FeedbackScale
@@ -340,46 +339,28 @@ def _train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_item
         algorithm = build_offline_algorithm(config.agent, n_items, tracker, action_space, obs_space).to(device)
     write_json(out / "config.json", {"offline": config, "n_transitions": len(transitions),
                                      "feedback_scale": transitions.feedback_scale, **(extra_config or {})})
-    checkpoint = load_checkpoint(out) if resume else None
-    history: list[dict[str, Any]] = []
-    counters = (0, 0, 0)
-    if checkpoint is not None:
-        restore_algorithm(algorithm, checkpoint["algorithm"])
-        history = checkpoint["history"]
-        counters = tuple(checkpoint["counters"])
+    history, counters, resumed = resume_state(algorithm, out, resume)
     logger = open_logger(out, counters)
     buffer = transitions.to_buffer()
     params = OfflineTrainerParams(buffer=buffer, max_epochs=budget.epochs,
                                   epoch_num_steps=budget.epoch_num_steps, batch_size=budget.batch_size,
-                                  test_collector=None, logger=logger, resume_from_log=checkpoint is not None,
+                                  test_collector=None, logger=logger, resume_from_log=resumed,
                                   verbose=False, show_progress=config.progress)
     trainer = algorithm.create_trainer(params)
     trainer.reset()
     scale = table_scale(evaluator.table) if evaluator is not None else transitions.feedback_scale
     recommender = TianshouRecommender(algorithm.policy, config.method, scale)
-    first_epoch = counters[0] + 1
-    bar = tqdm(range(first_epoch, budget.epochs + 1), desc=f"{config.method} epochs", disable=not config.progress,
-               initial=first_epoch - 1, total=budget.epochs)
-    for epoch in bar:
-        epoch_seed = int(np.random.SeedSequence([config.seed, epoch]).generate_state(1)[0])
+
+    def run_epoch(epoch: int, epoch_seed: int) -> dict[str, Any]:
         buffer.reseed(epoch_seed)
         with seeded_scope(epoch_seed, config.device):
             stats = trainer.execute_epoch()
         loss = stats.training_stat.get_loss_stats_dict().get("loss") if stats.training_stat is not None else None
-        record: dict[str, Any] = {"epoch": epoch, "gradient_step": logger.counters[2],
-                                  "loss": float(loss) if loss is not None else float("nan")}
-        if evaluator is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
-            metrics = evaluator.evaluate(recommender, config.device, policy_seed=config.seed)
-            record.update(metrics)
-            logger.write("eval/epoch", epoch, {f"eval/{k}": v for k, v in metrics.items()})
-        history.append(record)
-        bar.set_postfix(loss=f"{record['loss']:.3f}",
-                        **({"R_tra": f"{record['R_tra']:.3f}"} if "R_tra" in record else {}))
-        logger.flush()
-        save_checkpoint(out, {"algorithm": algorithm_state(algorithm), "history": history,
-                              "counters": (epoch, *logger.counters[1:]), "method": config.method})
-    logger.finalize()
-    evaluated = [h for h in history if "R_tra" in h]
-    final = {k: v for k, v in evaluated[-1].items() if k not in ("epoch", "gradient_step", "loss")} if evaluated else {}
-    write_json(out / "history.json", history)
-    return TrainResult(recommender, history, final, time.perf_counter() - start, out)
+        return {"epoch": epoch, "gradient_step": logger.counters[2],
+                "loss": float(loss) if loss is not None else float("nan")}
+
+    return run_epochs(method=config.method, seed=config.seed, device=config.device, progress=config.progress,
+                      budget=budget, algorithm=algorithm, logger=logger, recommender=recommender,
+                      evaluator=evaluator, out=out, history=history, first_epoch=counters[0] + 1,
+                      run_epoch=run_epoch, bookkeeping=("epoch", "gradient_step", "loss"), postfix="loss",
+                      started=start)

@@ -1,0 +1,83 @@
+"""The epoch loop shared by model-based (on-policy) and offline training.
+
+Every epoch runs from its own seed, `SeedSequence([seed, epoch])`, so a run resumed from its
+last checkpoint repeats exactly what an uninterrupted run would have done. After each epoch the
+policy is evaluated in the ground-truth environment (every `eval_every` epochs), the record is
+appended to the history, and a checkpoint is written atomically.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recsim.io import write_json
+from recsim.policy.base import TianshouRecommender
+from recsim.policy.checkpoint import algorithm_state, load_checkpoint, restore_algorithm, save_checkpoint
+from recsim.policy.presets import Budget
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a training run returns.
+
+    Attributes:
+        recommender: the trained policy behind the `Recommender` interface (ground-truth scale).
+        history: one record per evaluated epoch (epoch, env_step, train_return, metrics).
+        final: the last evaluation's metrics (empty if none ran).
+        wall_seconds: training time of this call (a resumed run counts only its own part).
+        out_dir: where config, checkpoints and logs were written.
+    """
+
+    recommender: TianshouRecommender
+    history: list[dict[str, Any]]
+    final: dict[str, float]
+    wall_seconds: float
+    out_dir: Path
+
+
+def resume_state(algorithm: Any, out: Path, resume: bool) -> tuple[list[dict[str, Any]], tuple[int, ...], bool]:
+    """(history, logger counters, whether a checkpoint was restored) for a run in `out`."""
+    checkpoint = load_checkpoint(out) if resume else None
+    if checkpoint is None:
+        return [], (0, 0, 0), False
+    restore_algorithm(algorithm, checkpoint["algorithm"])
+    return checkpoint["history"], tuple(checkpoint["counters"]), True
+
+
+def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: Budget, algorithm: Any,
+               logger: Any, recommender: TianshouRecommender, evaluator: Any, out: Path,
+               history: list[dict[str, Any]], first_epoch: int,
+               run_epoch: Callable[[int, int], dict[str, Any]], bookkeeping: tuple[str, ...], postfix: str,
+               started: float) -> TrainResult:
+    """Run epochs `first_epoch`..`budget.epochs`.
+
+    `run_epoch(epoch, epoch_seed)` trains one epoch and returns its record; the record's
+    `bookkeeping` keys (epoch, step counters, training return or loss) stay out of `final`, and
+    `postfix` names the one shown beside the progress bar.
+    """
+    bar = tqdm(range(first_epoch, budget.epochs + 1), desc=f"{method} epochs", disable=not progress,
+               initial=first_epoch - 1, total=budget.epochs)
+    for epoch in bar:
+        epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+        record = run_epoch(epoch, epoch_seed)
+        if evaluator is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
+            metrics = evaluator.evaluate(recommender, device, policy_seed=seed)
+            record.update(metrics)
+            logger.write("eval/epoch", epoch, {f"eval/{k}": v for k, v in metrics.items()})
+        history.append(record)
+        bar.set_postfix(**{postfix: f"{record[postfix]:.3f}"},
+                        **({"R_tra": f"{record['R_tra']:.3f}"} if "R_tra" in record else {}))
+        logger.flush()
+        save_checkpoint(out, {"algorithm": algorithm_state(algorithm), "history": history,
+                              "counters": (epoch, *logger.counters[1:]), "method": method})
+    logger.finalize()
+    evaluated = [h for h in history if "R_tra" in h]
+    final = {k: v for k, v in evaluated[-1].items() if k not in bookkeeping} if evaluated else {}
+    write_json(out / "history.json", history)
+    return TrainResult(recommender, history, final, time.perf_counter() - started, out)
