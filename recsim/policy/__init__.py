@@ -9,5 +9,6 @@
   buffer replayed from the log; `static`: random, most popular, greedy, epsilon-greedy, UCB.
 - `base`: the common `Recommender.act(observations, mask) -> items` interface; `train`: the
   single entry point `run_policy`; `rollout`: evaluation in the ground-truth environment during
-  training; `checkpoint`: atomic per-epoch checkpoints and resume.
+  training; `epochs`: the epoch loop shared by model-based and offline training; `checkpoint`:
+  atomic per-epoch checkpoints and resume.
 """
