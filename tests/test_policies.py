@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -89,23 +88,8 @@ def test_item_categorical_samples_the_softmax():
     assert torch.allclose(freq, torch.softmax(logits[0].double(), 0), atol=0.01)
 
 
-def _hand_dataset():
-    """One user, items 0..5; categories: 0 -> {0}, 1 -> {1}, 2 -> {0}, 3 -> {2}, 4 -> {3}, 5 -> {1}."""
-    from recsim.data.schema import Dataset
-
-    cats = np.zeros((6, 4), dtype=bool)
-    cats[[0, 1, 2, 3, 4, 5], [0, 1, 0, 2, 3, 1]] = True
-    train = pd.DataFrame({"user": np.zeros(7, np.int32), "item": np.array([0, 1, 1, 2, 3, 4, 5], np.int32),
-                          "label": np.array([1, 2, 3, 4, 5, 6, 7], np.float32),
-                          "timestamp": np.array([10, 20, 30, 40, 50, 60, 70], np.int64)})
-    return Dataset(name="hand", train=train, user_ids=np.arange(1), item_ids=np.arange(6),
-                   user_features=pd.DataFrame({"f": np.ones(1, np.int32)}),
-                   item_features=pd.DataFrame({"f": np.ones(6, np.int32)}), item_categories=cats,
-                   category_names=list("abcd"))
-
-
-def test_log_replay_cuts_episodes_by_the_quit_rule_hand_case():
-    dataset = _hand_dataset()
+def test_log_replay_cuts_episodes_by_the_quit_rule_hand_case(hand_dataset):
+    dataset = hand_dataset
     table = RewardTable(np.zeros((1, 6)), np.zeros((1, 6)), [0], np.arange(6))
     rule = CategoryOverlapQuit(dataset.item_categories, leave_threshold=0, window=2)
     out = log_transitions(dataset, table, rule, EnvConfig(max_turn=30, history_window=3, mode="NX_0"))
@@ -125,8 +109,8 @@ def test_log_replay_cuts_episodes_by_the_quit_rule_hand_case():
     assert np.allclose(out.obs_next["feedback"][1], [0.0, 0.0, 1 / 6])
 
 
-def test_log_replay_fixed_length_mode_ignores_quit_and_truncates():
-    dataset = _hand_dataset()
+def test_log_replay_fixed_length_mode_ignores_quit_and_truncates(hand_dataset):
+    dataset = hand_dataset
     table = RewardTable(np.zeros((1, 6)), np.zeros((1, 6)), [0], np.arange(6))
     rule = CategoryOverlapQuit(dataset.item_categories, leave_threshold=0, window=2)
     out = log_transitions(dataset, table, rule, EnvConfig(max_turn=30, history_window=3, mode="NX_2"))
@@ -190,7 +174,7 @@ def test_ppo_with_a_gru_tracker_trains_and_acts_within_the_mask(world, noisy_tab
     assert np.isfinite(run.history[0]["train_return"]) and run.metrics["length"] >= 1
 
 
-@pytest.mark.parametrize("preset", ["dorl", "cql"])
+@pytest.mark.parametrize("preset", ["dorl", "cql", "sqn"])
 def test_same_seed_same_first_epoch_and_resume_equals_uninterrupted(preset, world, noisy_table, tmp_path):
     inputs = PolicyInputs(world, noisy_table, noisy_table)
     first = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "a")

@@ -4,8 +4,8 @@
   reward table (`recsim.policy.model_based.train_model_based`). The method's penalty is its
   preset's (`preset`, default the method's name: mbpo, ips, mopo, dorl, roler, ours) with the
   spec's `penalty` overrides, so a sweep can vary lambda_U / lambda_E.
-- Offline ("bcq", "cql", "crr"): tianshou's discrete offline algorithms on the training log
-  replayed into a buffer (`recsim.policy.offline`); the method's reward table (the user
+- Offline ("bcq", "cql", "crr", "sqn"): tianshou's discrete offline algorithms (SQN built on its
+  public classes) on the training log replayed into a buffer (`recsim.policy.offline`); the method's reward table (the user
   model's) only fixes the action columns and the tracker's initial item embeddings.
 - Static ("egreedy", "ucb", "greedy", "popular", "random"): `recsim.policy.static`; greedy
   reads the method's reward table (the user model's or the kNN table).
@@ -343,7 +343,7 @@ def _agents() -> dict[str, Algorithm]:
         agents[name] = Algorithm(_train_model_based(name), _load_trained, needs_table=True, needs_user_model=True,
                                  uses_penalty=True, params=(*COMMON_FIELDS, *MODEL_BASED_AGENT),
                                  check=_check_model_based)
-    for name in ("bcq", "cql", "crr"):
+    for name in ("bcq", "cql", "crr", "sqn"):
         agents[name] = Algorithm(_train_offline(name), _load_trained, needs_table=True, needs_user_model=True,
                                  params=(*COMMON_FIELDS, *OFFLINE_AGENT), check=_check_offline(name))
     train, load = _static("egreedy")

@@ -1,4 +1,4 @@
-"""Offline baselines trained from the log: discrete BCQ, discrete CQL and discrete CRR (tianshou 2).
+"""Offline baselines trained from the log: discrete BCQ, CQL and CRR (tianshou 2) and SQN.
 
 Buffer (`log_buffer`): each user's logged items, in time order and mapped to reward-table
 columns (items outside the table are dropped, as the published KuaiRec code filters them), are
@@ -17,12 +17,13 @@ The replay is vectorised over users: one pass per log position, a few array oper
 
 Algorithms (tianshou 2, `OfflineTrainerParams`): DiscreteBCQ (published unlikely-action
 threshold 0.6), DiscreteCQL (QR-DQN based, 20 quantiles, min-Q weight 10), DiscreteCRR; all with
-the tracker + MLP 64-64 state net and masked per-item heads, gamma 0.9. SQN (published offline
-baseline) is not implemented. Training runs tianshou's `OfflineTrainer` epoch by epoch with the
+the tracker + MLP 64-64 state net and masked per-item heads, gamma 0.9; and SQN (`recsim.policy.sqn`,
+built on tianshou's public classes: a supervised head and a double-Q head on the same state). Training runs tianshou's `OfflineTrainer` epoch by epoch with the
 same checkpoints, logs and ground-truth evaluation as `recsim.policy.model_based`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -49,11 +50,12 @@ from recsim.policy.model_based import table_scale
 from recsim.policy.presets import Budget
 from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, seeded_scope, torch_threads
 from recsim.policy.scaling import FeedbackScale
+from recsim.policy.sqn import build_sqn
 from recsim.policy.trackers import TrackerConfig
 from recsim.reward.table import RewardTable
 from recsim.seeding import child_seeds
 
-OFFLINE_ALGORITHMS = ("bcq", "cql", "crr")
+OFFLINE_ALGORITHMS = ("bcq", "cql", "crr", "sqn")
 BCQ_MASK_MARGIN = 30.0
 """BCQ's heads mask relative to their smallest allowed output (see `MaskedItemHead`): its logit
 regulariser averages the squared logits of every item, which a fixed -1e9 would swamp."""
@@ -219,11 +221,12 @@ class OfflineAgentConfig:
     """An offline learner (published values where known).
 
     Attributes:
-        algorithm: "bcq", "cql" or "crr".
+        algorithm: "bcq", "cql", "crr" or "sqn".
         hidden_sizes: the shared MLP after the tracker.
         lr: Adam learning rate.
         gamma: discount (as the model-based policies, 0.9).
-        target_update_freq: gradient steps between target-network copies (0: none, CQL / CRR).
+        target_update_freq: gradient steps between target-network copies (0: none, CQL / CRR; SQN
+            uses its two alternating copies instead).
         unlikely_action_threshold: BCQ's tau (published 0.6).
         imitation_logits_penalty: BCQ's logit regulariser.
         num_quantiles: CQL's quantiles (published 20).
@@ -281,9 +284,16 @@ class OfflineConfig:
 
 
 def build_offline_algorithm(agent: OfflineAgentConfig, n_items: int, tracker, action_space, observation_space):
-    """The tianshou offline algorithm with masked per-item heads over a shared state net."""
+    """The tianshou offline algorithm with masked per-item heads over a shared state net.
+
+    SQN's second copy gets a deep copy of `tracker` (the same initial item embeddings) and fresh
+    draws of its MLP and heads.
+    """
     state_net = StateNet(tracker, agent.hidden_sizes)
     optim = AdamOptimizerFactory(lr=agent.lr)
+    if agent.algorithm == "sqn":
+        second = StateNet(copy.deepcopy(tracker), agent.hidden_sizes)
+        return build_sqn((state_net, second), n_items, optim, agent.gamma, action_space, observation_space)
     if agent.algorithm == "bcq":
         freq = max(agent.target_update_freq, 1)
         policy = DiscreteBCQPolicy(model=MaskedItemHead(state_net, n_items, relative_margin=BCQ_MASK_MARGIN),

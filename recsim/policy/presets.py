@@ -104,6 +104,8 @@ METHODS: dict[str, MethodPreset] = {
     "cql": MethodPreset("cql", "offline", "discrete CQL (QR-DQN based) on the logged buffer (tianshou)",
                         params={"num_quantiles": 20, "min_q_weight": 10.0}),
     "crr": MethodPreset("crr", "offline", "discrete CRR on the logged buffer (tianshou)", params={}),
+    "sqn": MethodPreset("sqn", "offline", "SQN: supervised head + double-Q head on the logged buffer (SIGIR'20)",
+                        params={}),
     "random": MethodPreset("random", "static", "uniformly random allowed item"),
     "popular": MethodPreset("popular", "static", "most logged positives first"),
     "greedy": MethodPreset("greedy", "static", "highest user-model reward", reward="user_model"),
@@ -112,7 +114,7 @@ METHODS: dict[str, MethodPreset] = {
     "ucb": MethodPreset("ucb", "static", "user-model reward plus c x sqrt(uncertainty)",
                         reward="user_model", params={"c": 1.0}),
 }
-"""Every method, by name. SQN (published offline baseline) is not implemented."""
+"""Every method, by name."""
 
 
 def method(name: str) -> MethodPreset:

@@ -5,7 +5,7 @@ The method's preset (`recsim.policy.presets`) decides what runs:
 - model-based (mbpo, ips, mopo, dorl, roler, ours): A2C in the penalised simulator over
   `inputs.reward` (with `inputs.uncertainty`'s uncertainty for "ours"), the DORL entropy table
   built from the training log, the dataset's quit rule (`recsim.policy.model_based`);
-- offline (bcq, cql, crr): the log replayed into a buffer (`recsim.policy.offline`);
+- offline (bcq, cql, crr, sqn): the log replayed into a buffer (`recsim.policy.offline`);
 - static (random, popular, greedy, egreedy, ucb): scores, no training (`recsim.policy.static`).
 
 Every run evaluates in the dataset's ground-truth environment when it has one, and writes into
