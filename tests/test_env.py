@@ -186,6 +186,21 @@ def test_nx0_masks_recommended_and_reset_restores():
     np.testing.assert_array_equal(obs["mask"][0], expected[1])
 
 
+def test_nx0_episode_ends_when_every_item_was_shown():
+    """max_turn above the item count: the step that shows the last item truncates (nothing is left)."""
+    table, _, _ = _world()
+    env = BatchedRecEnv(table, None, EnvConfig(mode="NX_0", max_turn=30), num_envs=1)
+    single = RecEnv(table, None, EnvConfig(mode="NX_0", max_turn=30))
+    env.reset()
+    single.reset()
+    for item in range(N_ITEMS):
+        obs, _, term, trunc, _ = env.step([item])
+        _, _, single_term, single_trunc, _ = single.step(item)
+        assert not term[0] and not single_term
+        assert trunc[0] == single_trunc == (item == N_ITEMS - 1)
+    assert not obs["mask"].any()
+
+
 def test_nx0_masked_action_error():
     table, _, _ = _world()
     env = BatchedRecEnv(table, None, EnvConfig(mode="NX_0", masked_action="error"), num_envs=1)

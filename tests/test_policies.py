@@ -13,9 +13,9 @@ from recsim.env import CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
 from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, categorical_from_logits
 from recsim.policy.base import observation_batch
+from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
 from recsim.policy.offline import log_transitions
 from recsim.policy.presets import METHODS, budget, describe
-from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator
 from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
                                   RandomRecommender, UCBRecommender)
 from recsim.policy.trackers import TrackerConfig, make_tracker

@@ -10,7 +10,7 @@ import numpy as np
 from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
 from recsim.policy.presets import METHODS, describe, method
-from recsim.policy.rollout import EvalConfig
+from recsim.policy.evaluator import EvalConfig
 from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
 from recsim.policy.trackers import TRACKERS, TrackerConfig
 from recsim.reward.table import RewardTable

@@ -9,8 +9,9 @@ One episode = one user's session (DORL / ROLeR simulators, REFERENCE.md §2):
   and the last N items of the episode (if the mode enables it); the reward is computed from the
   table (penalised or raw, `recsim.reward.penalty`); `a` and its reward enter the history, `a`
   is masked (NX modes) and the turn count grows. `terminated` = the user left (the leaving step
-  still earns its reward); `truncated` = the episode reached its limit (`max_turn`, or k in NX_k)
-  without the user leaving.
+  still earns its reward); `truncated` = the episode reached its limit (`max_turn`, or k in NX_k;
+  in NX modes at most the number of items, after which every item is masked) without the user
+  leaving.
 - `info` of a step: predicted, uncertainty_penalty, entropy_bonus, total (floats), user, quit.
 
 The ground-truth environment is this environment over `RewardTable.from_truth(...)` with
@@ -56,6 +57,8 @@ class RecEnv(gym.Env):
         self.limit = self.config.episode_limit
         if self.mode.fixed_length is not None and self.limit > self.n_items:
             raise ValueError(f"mode {self.mode.name}: episodes of {self.limit} steps need >= {self.limit} items")
+        if self.mode.mask_recommended:
+            self.limit = min(self.limit, self.n_items)  # every item shown: nothing left to recommend
         self.observation_space = observation_space(int(table.users.max()) + 1, self.n_items,
                                                    self.config.history_window, self.limit)
         self.action_space = gym.spaces.Discrete(self.n_items)

@@ -18,11 +18,9 @@ Across run seeds, `across_seeds` gives mean, sample std and a 95 % Student-t int
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,7 +35,7 @@ from recsim.evaluation import exposure
 from recsim.evaluation.bootstrap import mean_interval
 from recsim.io import save_npz
 from recsim.reward.table import RewardTable
-from recsim.seeding import child_seeds
+from recsim.seeding import child_seeds, seeded_scope
 
 
 class Policy(Protocol):
@@ -97,7 +95,7 @@ class EpisodeLog:
 
 def rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule | None, n_episodes: int,
             user_seed: int = 0, env_config: EnvConfig | None = None, batch_size: int = 1000,
-            progress: bool = False, policy_seed: int | None = None) -> EpisodeLog:
+            progress: bool = False, policy_seed: int | None = None, device: str = "cpu") -> EpisodeLog:
     """Roll `policy` in the environment over `table` (raw reward) for `n_episodes` users.
 
     Args:
@@ -113,27 +111,17 @@ def rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule |
         policy_seed: seed of a stochastic policy's sampling (default `user_seed`): the policy's
             `reseed(seed)` is called when it has one, and torch's and numpy's global generators
             (which tianshou policies sample from) are seeded inside the rollout and restored after.
+        device: the torch device of the policy (its generator is seeded too).
+
+    Raises:
+        RuntimeError: the policy recommended an item its mask forbids.
     """
     seed = user_seed if policy_seed is None else policy_seed
     reseed = getattr(policy, "reseed", None)
     if callable(reseed):
         reseed(seed)
-    with _seeded_globals(seed):
+    with seeded_scope(seed, device):
         return _rollout(policy, table, mode, quit_rule, n_episodes, user_seed, env_config, batch_size, progress)
-
-
-@contextlib.contextmanager
-def _seeded_globals(seed: int) -> Iterator[None]:
-    import torch
-
-    numpy_state = np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            np.random.seed(seed % 2**32)
-            yield
-    finally:
-        np.random.set_state(numpy_state)
 
 
 def _rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule | None, n_episodes: int,
@@ -159,6 +147,9 @@ def _rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule 
             actions = np.asarray(policy.act(obs, mask)).astype(np.int64).reshape(-1)
             if len(actions) != len(active):
                 raise ValueError(f"policy returned {len(actions)} actions for {len(active)} episodes")
+            if not mask[np.arange(len(actions)), actions].all():
+                raise RuntimeError(f"policy {getattr(policy, 'name', type(policy).__name__)!r} recommended a "
+                                   "masked item")
             obs, reward, terminated, truncated, _ = env.step(actions, active)
             rows = start + active
             turn = lengths[rows]

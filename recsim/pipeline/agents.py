@@ -154,7 +154,7 @@ def _split(params: dict[str, Any], agent_fields: tuple[str, ...]) -> tuple[dict,
 
 def _eval_config(context: MethodContext, episodes: int):
     from recsim.env.quit_rules import QuitRuleConfig
-    from recsim.policy.rollout import EvalConfig
+    from recsim.policy.evaluator import EvalConfig
 
     env = context.env
     return EvalConfig(mode="NX_0", episodes=episodes, max_turn=env.get("max_turn", 30),
@@ -210,7 +210,7 @@ def _train_model_based(algorithm: str):
         from recsim.pipeline.evaluate import quit_rule_for
         from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
         from recsim.policy.presets import budget
-        from recsim.policy.rollout import GroundTruthEvaluator
+        from recsim.policy.evaluator import GroundTruthEvaluator
         from recsim.policy.train import entropy_table
 
         params = dict(context.method.params)
@@ -243,7 +243,7 @@ def _train_offline(algorithm: str):
         from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transitions, train_offline
         from recsim.policy.presets import budget
         from recsim.policy.presets import method as preset_of
-        from recsim.policy.rollout import GroundTruthEvaluator
+        from recsim.policy.evaluator import GroundTruthEvaluator
 
         params = dict(context.method.params)
         budget_overrides, agent, common = _split(params, OFFLINE_AGENT)

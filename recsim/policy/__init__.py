@@ -8,7 +8,7 @@
 - `model_based`: A2C / PPO in the penalised simulator; `offline`: discrete BCQ, CQL, CRR and SQN
   (`sqn`) on a buffer replayed from the log; `static`: random, most popular, greedy, epsilon-greedy, UCB.
 - `base`: the common `Recommender.act(observations, mask) -> items` interface; `train`: the
-  single entry point `run_policy`; `rollout`: evaluation in the ground-truth environment during
-  training; `epochs`: the epoch loop shared by model-based and offline training; `checkpoint`:
+  single entry point `run_policy`; `evaluator`: the ground-truth evaluation during and after
+  training (over `recsim.evaluation.rollout`); `runtime`: device and torch threads; `epochs`: the epoch loop shared by model-based and offline training; `checkpoint`:
   atomic per-epoch checkpoints and resume.
 """

@@ -21,20 +21,11 @@ import torch
 from tianshou.utils.logger.tensorboard import TensorboardLogger
 from torch.utils.tensorboard import SummaryWriter
 
-from recsim.errors import ConfigError, DataError
+from recsim.errors import DataError
 from recsim.io import atomic_path
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 TENSORBOARD_DIR = "tensorboard"
-
-
-def torch_device(name: str) -> torch.device:
-    """`torch.device(name)`; "cuda" without a GPU is a `ConfigError`."""
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ConfigError(f"device: {name!r} is not 'cpu' or 'cuda[:n]'")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name!r} requested but CUDA is not available")
-    return torch.device(name)
 
 
 def save_checkpoint(out_dir: str | os.PathLike, state: dict[str, Any]) -> Path:

@@ -6,7 +6,7 @@ A2C with gamma 0.9, GAE lambda 1, value coefficient 0.5, no entropy regularisati
 100 parallel simulated users, 100 episodes per collection, minibatch 1024, 200 epochs of
 100,000 steps. Training runs in the simulator over a `RewardTable` with the penalised reward
 (`recsim.reward.penalty`); evaluation every `eval_every` epochs runs in the ground-truth
-environment (NX_0 by default): R_tra, length, R_each, MCD (`recsim.policy.rollout`).
+environment (NX_0 by default): R_tra, length, R_each, MCD (`recsim.policy.evaluator`).
 
 The training loop is tianshou 2's own: `OnPolicyTrainer.execute_epoch` over a `Collector` on
 the natively batched environment (`recsim.env.TianshouVectorEnv`). Around each epoch this module
@@ -47,16 +47,17 @@ from recsim.errors import ConfigError
 from recsim.io import write_json
 from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
-from recsim.policy.checkpoint import open_logger, torch_device
+from recsim.policy.checkpoint import open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
+from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
 from recsim.policy.presets import Budget
-from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, seeded_scope, torch_threads
+from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
 from recsim.policy.trackers import TrackerConfig
 from recsim.reward.entropy import EntropyTable
 from recsim.reward.penalty import PenalisedReward, PenaltyConfig
 from recsim.reward.table import RewardTable
-from recsim.seeding import child_seeds
+from recsim.seeding import child_seeds, seeded_scope
 
 ALGORITHMS = ("a2c", "ppo")
 

@@ -44,16 +44,17 @@ from recsim.errors import ConfigError, DataError
 from recsim.io import write_json
 from recsim.policy.actors import ItemCritic, MaskedItemHead, StateNet, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
-from recsim.policy.checkpoint import open_logger, torch_device
+from recsim.policy.checkpoint import open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
+from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
 from recsim.policy.model_based import table_scale
 from recsim.policy.presets import Budget
-from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, seeded_scope, torch_threads
+from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale
 from recsim.policy.sqn import build_sqn
 from recsim.policy.trackers import TrackerConfig
 from recsim.reward.table import RewardTable
-from recsim.seeding import child_seeds
+from recsim.seeding import child_seeds, seeded_scope
 
 OFFLINE_ALGORITHMS = ("bcq", "cql", "crr", "sqn")
 BCQ_MASK_MARGIN = 30.0

@@ -26,14 +26,14 @@ from recsim.env import EnvConfig, make_quit_rule
 from recsim.errors import ConfigError
 from recsim.io import write_json
 from recsim.policy.base import Recommender
-from recsim.policy.checkpoint import torch_device
+from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator, table_item_categories
 from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
 from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transitions, train_offline
 from recsim.policy.presets import MethodPreset, budget, method, method_penalty
-from recsim.policy.rollout import EvalConfig, GroundTruthEvaluator, table_item_categories
-from recsim.policy.trackers import TrackerConfig
+from recsim.policy.runtime import torch_device
 from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
                                   RandomRecommender, UCBRecommender)
+from recsim.policy.trackers import TrackerConfig
 from recsim.reward.entropy import EntropyConfig, EntropyTable
 from recsim.reward.table import RewardTable
 
@@ -148,7 +148,7 @@ def _column_table(inputs: PolicyInputs) -> RewardTable:
     """The table whose columns are the action ids: the reward table, else the ground truth."""
     if inputs.reward is not None:
         return inputs.reward
-    from recsim.policy.rollout import ground_truth_table
+    from recsim.policy.evaluator import ground_truth_table
 
     return ground_truth_table(inputs.dataset)
 
