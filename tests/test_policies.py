@@ -154,7 +154,7 @@ def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):
 
 
 @pytest.mark.parametrize("preset", sorted(METHODS))
-def test_every_method_trains_one_tiny_epoch_and_acts_within_the_mask(preset, world, noisy_table, tmp_path):
+def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_with_its_seed(preset, world, noisy_table, tmp_path):
     inputs = PolicyInputs(world, noisy_table, noisy_table)
     run = run_policy(tiny_config(preset), inputs, tmp_path / preset)
     assert np.isfinite(run.metrics["R_tra"]) and run.metrics["length"] >= 1
@@ -166,6 +166,8 @@ def test_every_method_trains_one_tiny_epoch_and_acts_within_the_mask(preset, wor
         assert (tmp_path / preset / "checkpoints" / "last.pt").is_file()
         assert any((tmp_path / preset / "tensorboard").iterdir())
         assert len(run.history) == 1
+    again = run_policy(tiny_config(preset), inputs, tmp_path / f"{preset}-again")
+    assert again.history == run.history and again.metrics == run.metrics
 
 
 def test_ppo_with_a_gru_tracker_trains_and_acts_within_the_mask(world, noisy_table, tmp_path):
