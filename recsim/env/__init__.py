@@ -2,7 +2,8 @@
 
 - `RecEnv` (`single`): one user per episode, gymnasium API; the readable reference.
 - `BatchedRecEnv` (`batched`): many users stepped with array operations; `TianshouVectorEnv`
-  puts it behind tianshou 2's vector-env contract for its collectors.
+  (`tianshou_adapter`, imported on first use: it needs tianshou and torch) puts it behind
+  tianshou 2's vector-env contract for its collectors.
 - `quit_rules`: when a user leaves (category overlap, item distance, none).
 - `modes`: FB, NX_0, NX_k evaluation modes.
 - `config`: `EnvConfig`, the observation layout and the seeded user sampler.
@@ -29,7 +30,7 @@ The observation of every env is a dict (`config.observation_space`): `user` (dat
 `history` (last W item columns, -1 padded, most recent last), `feedback` (their rewards,
 float32), `mask` (bool n_items, True = allowed) and `turn` (steps taken).
 """
-from recsim.env.batched import BatchedRecEnv, TianshouVectorEnv
+from recsim.env.batched import BatchedRecEnv
 from recsim.env.config import OBS_KEYS, EnvConfig, observation_space
 from recsim.env.modes import FB, NX_0, Mode, parse_mode
 from recsim.env.quit_rules import (
@@ -48,3 +49,11 @@ __all__ = [
     "Mode", "FB", "NX_0", "parse_mode", "QuitRule", "QuitRuleConfig", "NoQuit", "CategoryOverlapQuit",
     "ItemDistanceQuit", "item_distance_matrix", "make_quit_rule",
 ]
+
+
+def __getattr__(name: str):
+    if name == "TianshouVectorEnv":
+        from recsim.env.tianshou_adapter import TianshouVectorEnv
+
+        return TianshouVectorEnv
+    raise AttributeError(f"module 'recsim.env' has no attribute {name!r}")
