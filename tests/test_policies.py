@@ -221,6 +221,30 @@ def test_cli_lists_methods_and_trains_a_baseline(world, tmp_path, capsys):
     assert "--reward" in capsys.readouterr().err
 
 
+def test_a_saved_policy_evaluates_again_from_the_cli(world, noisy_table, tmp_path, capsys):
+    inputs = PolicyInputs(world, noisy_table, noisy_table)
+    run = run_policy(tiny_config("sqn"), inputs, tmp_path / "sqn")
+    world.save(tmp_path / "world")
+    code = main(["policy", "evaluate", "--run", str(tmp_path / "sqn"), "--world", str(tmp_path / "world"),
+                 "--out", str(tmp_path / "again.json")])
+    assert code == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["metrics"] == pytest.approx(run.metrics)  # the run's own settings reproduce its result
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["R_tra"] == pytest.approx(run.metrics["R_tra"], abs=1e-6)
+    code = main(["policy", "evaluate", "--run", str(tmp_path / "sqn"), "--world", str(tmp_path / "world"),
+                 "--mode", "NX_5", "--episodes", "7"])
+    assert code == 0
+    nx5 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert nx5["length"] == 5
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "policy.pt").write_bytes(b"not a pickle")
+    for bad in (tmp_path / "missing", tmp_path / "broken"):
+        assert main(["policy", "evaluate", "--run", str(bad), "--world", str(tmp_path / "world")]) == 2
+        err = capsys.readouterr().err
+        assert "policy.pt" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_dorl_beats_random_in_the_synthetic_world(world, noisy_table, tmp_path):
     inputs = PolicyInputs(world, noisy_table, noisy_table)

@@ -1,7 +1,8 @@
-"""`recsim policy train` and `recsim policy list`: train / evaluate one method; list the methods."""
+"""`recsim policy train|evaluate|list`: train one method, evaluate a saved policy again, list the methods."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import numpy as np
 
 from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
+from recsim.io import read_json, write_json
+from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
 from recsim.policy.presets import METHODS, describe, method
-from recsim.policy.evaluator import EvalConfig
+from recsim.policy.runtime import torch_device
+from recsim.policy.storage import load_recommender
 from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
 from recsim.policy.trackers import TRACKERS, TrackerConfig
 from recsim.reward.table import RewardTable
@@ -61,6 +65,48 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _saved_run(run_dir: Path) -> dict:
+    """The `run` section of a run folder's `config.json` ({} when the folder has none)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        saved = read_json(path)
+    except ValueError as error:
+        raise DataError(str(path), None, f"not valid JSON ({error})") from error
+    run = saved.get("run", {}) if isinstance(saved, dict) else {}
+    return run if isinstance(run, dict) else {}
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Roll a saved policy out again in a world's ground truth (mode, episodes, users of choice).
+
+    The evaluation starts from the run's own settings (quit rule, episode limit, history window),
+    so `--mode NX_0` with the defaults reproduces the run's final metrics.
+    """
+    torch_device(args.device)
+    recommender = load_recommender(args.run, args.device)
+    dataset = Dataset.load(args.world)
+    if dataset.truth is None:
+        raise ConfigError(f"{args.world}: dataset {dataset.name!r} has no ground truth to evaluate in")
+    run = _saved_run(args.run)
+    try:
+        evaluation = EvalConfig(**run.get("evaluation", {}))
+    except TypeError as error:
+        raise DataError(str(args.run / "config.json"), "run.evaluation", str(error)) from error
+    changes = {k: v for k, v in (("mode", args.mode), ("episodes", args.episodes), ("seed", args.eval_seed))
+               if v is not None}
+    evaluation = dataclasses.replace(evaluation, **changes)
+    policy_seed = args.seed if args.seed is not None else int(run.get("seed", 0))
+    metrics = GroundTruthEvaluator(dataset, evaluation).evaluate(recommender, args.device, policy_seed)
+    result = {"run": str(args.run), "world": str(args.world), "evaluation": evaluation, "policy_seed": policy_seed,
+              "metrics": metrics}
+    if args.out is not None:
+        write_json(args.out, result)
+    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    return 0
+
+
 def list_methods(args: argparse.Namespace) -> int:
     rows = describe(args.dataset)
     if args.json:
@@ -107,6 +153,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
     p.set_defaults(handler=train)
+
+    p = commands.add_parser("evaluate", help="evaluate a saved policy (a `policy train` folder) in a world's truth")
+    p.add_argument("--run", required=True, type=Path, help="the folder `recsim policy train --out` wrote")
+    p.add_argument("--world", required=True, type=Path, help="a prepared dataset folder with ground truth")
+    p.add_argument("--mode", default=None, help="FB, NX_0 or NX_<k> (default: the run's, NX_0)")
+    p.add_argument("--episodes", type=int, default=None, help="evaluation users (default: the run's)")
+    p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation users (default: the run's)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the policy's sampling (default: the run's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
+    p.add_argument("--out", type=Path, default=None, help="also write the metrics and settings to this JSON file")
+    p.set_defaults(handler=evaluate)
 
     p = commands.add_parser("list", help="the methods and their settings")
     p.add_argument("--dataset", default="kuairec", help="show this dataset's penalty weights")

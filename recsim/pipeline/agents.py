@@ -11,7 +11,7 @@
   reads the method's reward table (the user model's or the kNN table).
 
 Trained agents evaluate in the ground-truth environment during training (NX_0, the training
-curve of the report). The trained policy is stored whole with `torch.save` (`policy.pt`) and
+curve of the report). The trained policy is stored whole (`recsim.policy.storage`, `policy.pt`) and
 loaded by the evaluation stage. Every policy is wrapped in `PipelinePolicy`, which adds the
 `action_probs(observations, mask)` the off-policy estimators and NDCG need.
 """
@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from recsim.io import atomic_path, read_json, write_json
+from recsim.io import read_json, write_json
 from recsim.pipeline.methods import Algorithm, MethodContext
 
-POLICY_FILE = "policy.pt"
 BUDGET_FIELDS = ("budget", "epochs", "epoch_num_steps", "num_envs", "episodes_per_collect", "batch_size",
                  "eval_every", "eval_episodes")
 COMMON_FIELDS = (*BUDGET_FIELDS, "train_mode", "tracker", "device")
@@ -176,10 +175,9 @@ def _item_embeddings(context: MethodContext, columns: np.ndarray) -> np.ndarray 
 
 
 def _save(result: Any, out: Path, history: list[dict[str, Any]], resolved: dict[str, Any]) -> dict[str, Any]:
-    import torch
+    from recsim.policy.storage import save_recommender
 
-    with atomic_path(out / POLICY_FILE) as tmp:
-        torch.save(result.recommender, tmp)
+    save_recommender(result.recommender, out)
     curve = [(h["epoch"], h["R_tra"]) for h in history if "R_tra" in h]
     write_json(out / "training_curve.json", {"x": [c[0] for c in curve], "y": [c[1] for c in curve],
                                              "x_label": "epoch", "y_label": "R_tra (ground truth, NX_0)"})
@@ -189,9 +187,9 @@ def _save(result: Any, out: Path, history: list[dict[str, Any]], resolved: dict[
 
 
 def _load_trained(context: MethodContext, directory: Path) -> PipelinePolicy:
-    import torch
+    from recsim.policy.storage import load_recommender
 
-    return PipelinePolicy(torch.load(directory / POLICY_FILE, weights_only=False))
+    return PipelinePolicy(load_recommender(directory))
 
 
 # ----------------------------------------------------------------------------- model-based

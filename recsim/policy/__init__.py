@@ -10,5 +10,5 @@
 - `base`: the common `Recommender.act(observations, mask) -> items` interface; `train`: the
   single entry point `run_policy`; `evaluator`: the ground-truth evaluation during and after
   training (over `recsim.evaluation.rollout`); `runtime`: device and torch threads; `epochs`: the epoch loop shared by model-based and offline training; `checkpoint`:
-  atomic per-epoch checkpoints and resume.
+  atomic per-epoch checkpoints and resume; `storage`: the saved policy (`policy.pt`) of every run.
 """

@@ -9,8 +9,9 @@ The method's preset (`recsim.policy.presets`) decides what runs:
 - static (random, popular, greedy, egreedy, ucb): scores, no training (`recsim.policy.static`).
 
 Every run evaluates in the dataset's ground-truth environment when it has one, and writes into
-`out_dir`: `config.json` (resolved), `results.json` (final metrics and wall time) and, for trained
-methods, `history.json`, `checkpoints/last.pt` and `tensorboard/`.
+`out_dir`: `config.json` (resolved), `results.json` (final metrics and wall time), `policy.pt`
+(the policy, `recsim.policy.storage`) and, for trained methods, `history.json`,
+`checkpoints/last.pt` and `tensorboard/`.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from recsim.policy.presets import MethodPreset, budget, method, method_penalty
 from recsim.policy.runtime import torch_device
 from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
                                   RandomRecommender, UCBRecommender)
+from recsim.policy.storage import save_recommender
 from recsim.policy.trackers import TrackerConfig
 from recsim.reward.entropy import EntropyConfig, EntropyTable
 from recsim.reward.table import RewardTable
@@ -203,6 +205,7 @@ def run_policy(config: PolicyRunConfig, inputs: PolicyInputs, out_dir: str | os.
                                    item_embeddings=_embeddings_for(inputs, table.items), resume=resume,
                                    extra_config=provenance)
         run = PolicyRun(preset.name, result.recommender, result.final, result.history, time.perf_counter() - start, out)
+    save_recommender(run.recommender, out)
     write_json(out / "results.json", {"method": preset.name, "family": preset.family, "metrics": run.metrics,
                                       "wall_seconds": run.wall_seconds, "seed": config.seed})
     return run
