@@ -18,6 +18,10 @@ same-run baseline with each method's R_tra ratio to it; and the checks of what t
 table leads one to expect (DORL above MOPO in R_tra with lower MCD, ROLeR at or above DORL,
 model-based above offline and static baselines).
 
+`--workdir DIR` keeps every run's outputs; a later call with the same DIR reuses the finished user
+models and runs whose resolved configs match (so an interrupted benchmark resumes, and a new
+method adds only its own runs), and reports how many runs it reused.
+
 `--quick`: 400 users, a 2-member 1-epoch user model, 2 epochs of 10,000 steps per model-based
 run and 2 epochs of 300 gradient steps per offline run (3 seeds still).
 """
@@ -43,10 +47,34 @@ def _settings(quick: bool) -> dict:
 
 
 def _user_model(world, settings: dict, out: Path, ips: bool, seed: int):
+    """Train the ensemble into `out`, or load it when a finished one is there (same settings)."""
+    from recsim.io import read_json
+    from recsim.user_model.predict import load_ensemble
     from recsim.user_model.train import TrainConfig, train_ensemble
 
     config = TrainConfig(ips=ips, seed=seed, **settings)
+    if (out / "training.json").is_file() and read_json(out / "config.json")["train"] == _as_json(
+            config.resolved(world.name)):
+        return load_ensemble(out)
     return train_ensemble(world, config, out, progress=False)
+
+
+def _as_json(value):
+    import dataclasses
+
+    return json.loads(json.dumps(dataclasses.asdict(value)))
+
+
+def _finished_run(out: Path, config) -> dict | None:
+    """The results of a finished run in `out` with the same resolved run config, else None."""
+    from recsim.io import read_json
+
+    results, saved = out / "results.json", out / "config.json"
+    if not (results.is_file() and saved.is_file()):
+        return None
+    if read_json(saved).get("run") != _as_json(config):
+        return None
+    return read_json(results)
 
 
 def _summary(values: list[dict]) -> dict:
@@ -92,6 +120,7 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
         timings["knn"] = time.perf_counter() - start
 
     results: dict[str, dict] = {}
+    reused = 0
     for name in methods:
         preset = METHODS[name]
         family_overrides = settings["model_based"] if preset.family == "model_based" else (
@@ -100,11 +129,18 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
         for seed in seeds:
             inputs = PolicyInputs(world, tables.get(preset.reward), disagreement, item_embeddings)
             config = PolicyRunConfig(preset=name, budget="cpu", seed=seed, progress=False, **family_overrides)
-            outcome = run_policy(config, inputs, workdir / name / str(seed))
-            per_seed.append({k: outcome.metrics[k] for k in METRICS})
-            walls.append(outcome.wall_seconds)
-            print(f"{name} seed {seed}: R_tra {outcome.metrics['R_tra']:.3f} length {outcome.metrics['length']:.2f} "
-                  f"MCD {outcome.metrics['MCD']:.3f} ({outcome.wall_seconds:.1f} s)", file=sys.stderr, flush=True)
+            finished = _finished_run(workdir / name / str(seed), config)
+            if finished is None:
+                outcome = run_policy(config, inputs, workdir / name / str(seed))
+                metrics, wall = outcome.metrics, outcome.wall_seconds
+            else:
+                metrics, wall = finished["metrics"], finished["wall_seconds"]
+                reused += 1
+            per_seed.append({k: metrics[k] for k in METRICS})
+            walls.append(wall)
+            print(f"{name} seed {seed}: R_tra {metrics['R_tra']:.3f} length {metrics['length']:.2f} "
+                  f"MCD {metrics['MCD']:.3f} ({wall:.1f} s{', reused' if finished else ''})", file=sys.stderr,
+                  flush=True)
         results[name] = {"family": preset.family, **_summary(per_seed), "per_seed": per_seed,
                          "wall_seconds": walls, "wall_seconds_mean": float(np.mean(walls))}
 
@@ -139,6 +175,7 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
         "settings": settings,
         "torch_threads": threads,
         "preparation_seconds": timings,
+        "runs_reused_from_workdir": reused,
         "baseline": "random",
         "methods": results,
         "expectations": checks,

@@ -17,7 +17,7 @@ from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
 from recsim.policy.offline import log_transitions
 from recsim.policy.presets import METHODS, budget, describe
 from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
-                                  RandomRecommender, UCBRecommender)
+                                  QuitAwareGreedyRecommender, RandomRecommender, UCBRecommender)
 from recsim.policy.trackers import TrackerConfig, make_tracker
 from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
 from recsim.reward.table import RewardTable
@@ -135,6 +135,25 @@ def test_static_baselines_act_within_the_mask(noisy_table):
     assert (greedy == scores.argmax(axis=1)).all()
     with pytest.raises(ConfigError):
         EpsilonGreedyRecommender(noisy_table, 1.5)
+
+
+def test_quit_aware_greedy_takes_the_best_item_the_rule_lets_the_user_stay_after(noisy_table):
+    rng = np.random.default_rng(2)
+    n_items = noisy_table.shape[1]
+    cats = np.zeros((n_items, 3), dtype=bool)
+    cats[np.arange(n_items), np.arange(n_items) % 3] = True
+    rule = CategoryOverlapQuit(cats, leave_threshold=0, window=2)
+    obs, mask = _observations(40, n_items, rng)
+    obs["user"] = rng.choice(noisy_table.users, 40)
+    obs["history"][:5, -2:] = [[0, 1]] * 5  # categories 0 and 1 taken: only category 2 keeps the user
+    items = QuitAwareGreedyRecommender(noisy_table, rule, rows_per_block=7).act(obs, mask)
+    scores = np.where(mask, noisy_table.mean[np.searchsorted(noisy_table.users, obs["user"])], -np.inf)
+    for row in range(40):
+        recent = np.repeat(obs["history"][row:row + 1, -2:], n_items, axis=0)
+        stays = ~rule.should_quit(recent, np.arange(n_items)) & mask[row]
+        expected = np.where(stays, scores[row], -np.inf).argmax() if stays.any() else scores[row].argmax()
+        assert items[row] == expected
+    assert all(items[row] % 3 == 2 for row in range(5))
 
 
 def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):

@@ -7,8 +7,8 @@
 - Offline ("bcq", "cql", "crr", "sqn"): tianshou's discrete offline algorithms (SQN built on its
   public classes) on the training log replayed into a buffer (`recsim.policy.offline`); the method's reward table (the user
   model's) only fixes the action columns and the tracker's initial item embeddings.
-- Static ("egreedy", "ucb", "greedy", "popular", "random"): `recsim.policy.static`; greedy
-  reads the method's reward table (the user model's or the kNN table).
+- Static ("egreedy", "ucb", "greedy", "quit_aware", "popular", "random"): `recsim.policy.static`;
+  greedy reads the method's reward table (the user model's or the kNN table).
 
 Trained agents evaluate in the ground-truth environment during training (NX_0, the training
 curve of the report). The trained policy is stored whole (`recsim.policy.storage`, `policy.pt`) and
@@ -287,6 +287,11 @@ def _static(kind: str):
                                                                   context.seed))
         if kind == "ucb":
             return PipelinePolicy(static.UCBRecommender(context.table, float(params.get("c", 1.0))))
+        if kind == "quit_aware":
+            from recsim.pipeline.evaluate import quit_rule_for
+
+            rule = quit_rule_for(context.dataset, context.quit, context.table.mean)
+            return PipelinePolicy(static.QuitAwareGreedyRecommender(context.table, rule))
         dataset = context.dataset
         columns = np.arange(dataset.n_items)
         if dataset.truth is not None:
@@ -350,6 +355,8 @@ def _agents() -> dict[str, Algorithm]:
     agents["ucb"] = Algorithm(train, load, needs_table=True, params=("c",))
     train, load = _static("greedy")
     agents["greedy"] = Algorithm(train, load, needs_table=True)
+    train, load = _static("quit_aware")
+    agents["quit_aware"] = Algorithm(train, load, needs_table=True)
     train, load = _static("popular")
     agents["popular"] = Algorithm(train, load, params=("threshold",))
     train, load = _static("random")

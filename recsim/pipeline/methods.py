@@ -5,8 +5,8 @@ it into a stage folder and load it back as a policy with `act(observations, mask
 (`recsim.evaluation.rollout.Policy`). The algorithms themselves are adapters over
 `recsim.policy` (`recsim.pipeline.agents.AGENT_ALGORITHMS`, one explicit dict): "a2c" / "ppo"
 (the model-based presets mbpo, ips, mopo, dorl, roler, ours, chosen by the method's name or
-`preset`), "bcq", "cql", "crr", "sqn" (offline) and the static "egreedy", "ucb", "greedy", "popular",
-"random".
+`preset`), "bcq", "cql", "crr", "sqn" (offline) and the static "egreedy", "ucb", "greedy",
+"quit_aware", "popular", "random".
 """
 from __future__ import annotations
 

@@ -113,6 +113,9 @@ METHODS: dict[str, MethodPreset] = {
                             reward="user_model", params={"epsilon": 0.3}),
     "ucb": MethodPreset("ucb", "static", "user-model reward plus c x sqrt(uncertainty)",
                         reward="user_model", params={"c": 1.0}),
+    "quit_aware": MethodPreset("quit_aware", "static",
+                               "greedy on the user model among items the quit rule lets the user stay after "
+                               "(knows the rule; not published)", reward="user_model"),
 }
 """Every method, by name."""
 

@@ -10,6 +10,9 @@ batch's users and recommends the best allowed one (REFERENCE.md §1.5 and §4):
   (published 0.3).
 - `UCBRecommender`: rhat(u, i) + c * sqrt(U(u, i)), an upper confidence bound with the user
   model's uncertainty (the published "UCB" baseline adds a bonus to the DeepFM scores).
+- `QuitAwareGreedyRecommender` (not published): greedy among the items after which the
+  environment's quit rule lets the user stay. It reads the evaluation protocol's rule instead of
+  learning it, so it measures how much of R_tra comes from avoiding the quit rule alone.
 
 Scores are looked up by the observation's `user` (dataset user id) in the reward table's rows;
 a user absent from the table gets the table's mean row. Random choices come from a numpy
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsim.env.quit_rules import QuitRule
 from recsim.errors import ConfigError
 from recsim.reward.table import RewardTable
 
@@ -136,3 +140,47 @@ class EpsilonGreedyRecommender(GreedyRecommender):
         greedy = super().act(observations, mask)
         explore = self.rng.random(len(greedy)) < self.epsilon
         return np.where(explore, _random_allowed(self.rng, mask), greedy)
+
+
+class QuitAwareGreedyRecommender(ScoreRecommender):
+    """Greedy on rhat(u, i) among the items after which the quit rule keeps the user.
+
+    For each row, every item is tested against the rule with the observation's last N items
+    (`quit_rule.should_quit`, N = its window); the best allowed item that does not end the
+    episode is recommended, or the best allowed item when every one would. The rule is the
+    evaluation environment's own, so this is a protocol-aware heuristic, not a learned policy.
+
+    Args:
+        table: the user model's reward table (scores = its mean).
+        quit_rule: the environment's quit rule over the table's item columns.
+        rows_per_block: rows tested together (bounds memory: block x n_items x N item ids).
+    """
+
+    def __init__(self, table: RewardTable, quit_rule: QuitRule, name: str = "quit_aware",
+                 rows_per_block: int = 128) -> None:
+        super().__init__(table.mean, table.users, name)
+        self.quit_rule = quit_rule
+        self.rows_per_block = int(rows_per_block)
+
+    def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        scores = np.where(np.asarray(mask, dtype=bool), self.user_scores(observations["user"]), -np.inf)
+        window = self.quit_rule.window
+        if window == 0:
+            return np.argmax(scores, axis=1).astype(np.int64)
+        history = np.asarray(observations["history"], dtype=np.int64)
+        if history.shape[1] < window:
+            raise ConfigError(f"quit_aware: the observation's history ({history.shape[1]} items) is shorter than "
+                              f"the quit rule's window ({window})")
+        recent = history[:, -window:]
+        n_items = scores.shape[1]
+        candidates = np.arange(n_items, dtype=np.int64)
+        out = np.empty(len(scores), dtype=np.int64)
+        for start in range(0, len(scores), self.rows_per_block):
+            rows = slice(start, start + self.rows_per_block)
+            block = scores[rows]
+            quits = self.quit_rule.should_quit(np.repeat(recent[rows], n_items, axis=0),
+                                               np.tile(candidates, len(block))).reshape(len(block), n_items)
+            safe = np.where(quits, -np.inf, block)
+            stays = np.isfinite(safe).any(axis=1)
+            out[rows] = np.argmax(np.where(stays[:, None], safe, block), axis=1)
+        return out

@@ -6,7 +6,8 @@ The method's preset (`recsim.policy.presets`) decides what runs:
   `inputs.reward` (with `inputs.uncertainty`'s uncertainty for "ours"), the DORL entropy table
   built from the training log, the dataset's quit rule (`recsim.policy.model_based`);
 - offline (bcq, cql, crr, sqn): the log replayed into a buffer (`recsim.policy.offline`);
-- static (random, popular, greedy, egreedy, ucb): scores, no training (`recsim.policy.static`).
+- static (random, popular, greedy, egreedy, ucb, quit_aware): scores, no training
+  (`recsim.policy.static`).
 
 Every run evaluates in the dataset's ground-truth environment when it has one, and writes into
 `out_dir`: `config.json` (resolved), `results.json` (final metrics and wall time), `policy.pt`
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from recsim.env import EnvConfig, make_quit_rule
+from recsim.env import EnvConfig, QuitRule, make_quit_rule
 from recsim.errors import ConfigError
 from recsim.io import write_json
 from recsim.policy.base import Recommender
@@ -33,7 +34,7 @@ from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transit
 from recsim.policy.presets import MethodPreset, budget, method, method_penalty
 from recsim.policy.runtime import torch_device
 from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
-                                  RandomRecommender, UCBRecommender)
+                                  QuitAwareGreedyRecommender, RandomRecommender, UCBRecommender)
 from recsim.policy.storage import save_recommender
 from recsim.policy.trackers import TrackerConfig
 from recsim.reward.entropy import EntropyConfig, EntropyTable
@@ -168,7 +169,8 @@ def run_policy(config: PolicyRunConfig, inputs: PolicyInputs, out_dir: str | os.
                                              "n_items": dataset.n_items}}
     start = time.perf_counter()
     if preset.family == "static":
-        recommender = static_recommender(preset, inputs, config.seed)
+        rule = _environment_quit_rule(preset, inputs, config, evaluator) if preset.name == "quit_aware" else None
+        recommender = static_recommender(preset, inputs, config.seed, rule)
         metrics = evaluator.evaluate(recommender, config.device, config.seed) if evaluator is not None else {}
         write_json(out / "config.json", provenance)
         run = PolicyRun(preset.name, recommender, metrics, [], time.perf_counter() - start, out)
@@ -223,8 +225,19 @@ def entropy_table(dataset, table: RewardTable, orders: tuple[int, ...]) -> Entro
     return EntropyTable.from_log(frame, table.shape[1], EntropyConfig(orders=orders))
 
 
-def static_recommender(preset: MethodPreset, inputs: PolicyInputs, seed: int) -> Recommender:
-    """The static baseline `preset` over the inputs."""
+def _environment_quit_rule(preset: MethodPreset, inputs: PolicyInputs, config: PolicyRunConfig,
+                           evaluator: GroundTruthEvaluator | None) -> QuitRule:
+    """The evaluation environment's quit rule, else the simulator's over the method's table."""
+    if evaluator is not None:
+        return evaluator.quit_rule
+    table = simulator_table(preset, inputs)
+    return make_quit_rule(config.evaluation.quit, item_categories=table_item_categories(inputs.dataset, table),
+                          truth=table.mean)
+
+
+def static_recommender(preset: MethodPreset, inputs: PolicyInputs, seed: int,
+                       quit_rule: QuitRule | None = None) -> Recommender:
+    """The static baseline `preset` over the inputs (`quit_rule`: the environment's, for quit_aware)."""
     if preset.name == "random":
         return RandomRecommender(seed)
     if preset.name == "popular":
@@ -241,4 +254,8 @@ def static_recommender(preset: MethodPreset, inputs: PolicyInputs, seed: int) ->
         return EpsilonGreedyRecommender(table, float(preset.params.get("epsilon", 0.3)), seed)
     if preset.name == "ucb":
         return UCBRecommender(table, float(preset.params.get("c", 1.0)))
+    if preset.name == "quit_aware":
+        if quit_rule is None:
+            raise ConfigError("method 'quit_aware' needs the environment's quit rule")
+        return QuitAwareGreedyRecommender(table, quit_rule)
     raise ConfigError(f"static method {preset.name!r} has no recommender")
