@@ -233,7 +233,11 @@ def test_cli_lists_methods_and_trains_a_baseline(world, tmp_path, capsys):
     code = main(["policy", "train", "--preset", "random", "--world", str(tmp_path / "world"),
                  "--out", str(tmp_path / "out"), "--eval-episodes", "10", "--quiet"])
     assert code == 0
-    assert json.loads((tmp_path / "out" / "results.json").read_text())["metrics"]["length"] >= 1
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())["metrics"]
+    assert saved["length"] >= 1
+    capsys.readouterr()
+    assert main(["policy", "evaluate", "--run", str(tmp_path / "out"), "--world", str(tmp_path / "world")]) == 0
+    assert json.loads(capsys.readouterr().out)["R_tra"] == pytest.approx(saved["R_tra"], abs=1e-6)
     code = main(["policy", "train", "--preset", "dorl", "--world", str(tmp_path / "world"),
                  "--out", str(tmp_path / "out2"), "--quiet"])
     assert code == 2
