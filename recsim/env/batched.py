@@ -64,12 +64,8 @@ class BatchedRecEnv:
         self.user_rows = resolve_user_rows(table.users, users)
         self.num_envs = int(num_envs)
         self.n_items = table.shape[1]
-        self.limit = self.config.episode_limit
+        self.limit = self.config.limit_for(self.n_items)
         self.breakdown = breakdown
-        if self.mode.fixed_length is not None and self.limit > self.n_items:
-            raise ValueError(f"mode {self.mode.name}: episodes of {self.limit} steps need >= {self.limit} items")
-        if self.mode.mask_recommended:
-            self.limit = min(self.limit, self.n_items)  # every item shown: nothing left to recommend
         self.single_observation_space = observation_space(int(table.users.max()) + 1, self.n_items,
                                                           self.config.history_window, self.limit)
         self.single_action_space = gym.spaces.Discrete(self.n_items)

@@ -55,6 +55,18 @@ class EnvConfig:
         """Steps after which an episode is truncated: k in NX_k, else `max_turn`."""
         return self.parsed_mode.episode_limit(self.max_turn)
 
+    def limit_for(self, n_items: int) -> int:
+        """`episode_limit` over `n_items` items: NX modes also end once every item was shown.
+
+        Raises:
+            ValueError: NX_k needs at least k items.
+        """
+        mode = self.parsed_mode
+        limit = self.episode_limit
+        if mode.fixed_length is not None and limit > n_items:
+            raise ValueError(f"mode {mode.name}: episodes of {limit} steps need >= {limit} items")
+        return min(limit, n_items) if mode.mask_recommended else limit
+
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)

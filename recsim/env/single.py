@@ -54,11 +54,7 @@ class RecEnv(gym.Env):
         self.reward_fn = reward or PenalisedReward(table, PenaltyConfig.raw())
         self.user_rows = resolve_user_rows(table.users, users)
         self.n_items = table.shape[1]
-        self.limit = self.config.episode_limit
-        if self.mode.fixed_length is not None and self.limit > self.n_items:
-            raise ValueError(f"mode {self.mode.name}: episodes of {self.limit} steps need >= {self.limit} items")
-        if self.mode.mask_recommended:
-            self.limit = min(self.limit, self.n_items)  # every item shown: nothing left to recommend
+        self.limit = self.config.limit_for(self.n_items)
         self.observation_space = observation_space(int(table.users.max()) + 1, self.n_items,
                                                    self.config.history_window, self.limit)
         self.action_space = gym.spaces.Discrete(self.n_items)
