@@ -5,14 +5,15 @@
   preset's (`preset`, default the method's name: mbpo, ips, mopo, dorl, roler, ours) with the
   spec's `penalty` overrides, so a sweep can vary lambda_U / lambda_E.
 - Offline ("bcq", "cql", "crr", "sqn"): tianshou's discrete offline algorithms (SQN built on its
-  public classes) on the training log replayed into a buffer (`recsim.policy.offline`); the method's reward table (the user
-  model's) only fixes the action columns and the tracker's initial item embeddings.
+  public classes) on the training log replayed into a buffer (`recsim.policy.offline`); the
+  method's reward table (the user model's) only fixes the action columns and the tracker's
+  initial item embeddings.
 - Static ("egreedy", "ucb", "greedy", "quit_aware", "popular", "random"): `recsim.policy.static`;
   greedy reads the method's reward table (the user model's or the kNN table).
 
 Trained agents evaluate in the ground-truth environment during training (NX_0, the training
-curve of the report). The trained policy is stored whole (`recsim.policy.storage`, `policy.pt`) and
-loaded by the evaluation stage. Every policy is wrapped in `PipelinePolicy`, which adds the
+curve of the report). The trained policy is stored whole (`recsim.policy.storage`, `policy.pt`)
+and loaded by the evaluation stage. Every policy is wrapped in `PipelinePolicy`, which adds the
 `action_probs(observations, mask)` the off-policy estimators and NDCG need.
 """
 from __future__ import annotations
@@ -206,9 +207,9 @@ def _penalty(context: MethodContext):
 def _train_model_based(algorithm: str):
     def train(context: MethodContext, out: Path) -> dict[str, Any]:
         from recsim.pipeline.evaluate import quit_rule_for
+        from recsim.policy.evaluator import GroundTruthEvaluator
         from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
         from recsim.policy.presets import budget
-        from recsim.policy.evaluator import GroundTruthEvaluator
         from recsim.policy.train import entropy_table
 
         params = dict(context.method.params)
@@ -238,10 +239,10 @@ def _train_model_based(algorithm: str):
 def _train_offline(algorithm: str):
     def train(context: MethodContext, out: Path) -> dict[str, Any]:
         from recsim.pipeline.evaluate import quit_rule_for
+        from recsim.policy.evaluator import GroundTruthEvaluator
         from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transitions, train_offline
         from recsim.policy.presets import budget
         from recsim.policy.presets import method as preset_of
-        from recsim.policy.evaluator import GroundTruthEvaluator
 
         params = dict(context.method.params)
         budget_overrides, agent, common = _split(params, OFFLINE_AGENT)

@@ -131,16 +131,23 @@ class MaskedItemHead(AbstractDiscreteActor):
         out = self.last(features_BH)
         if self.n_values > 1:
             out = out.view(-1, self.n_items, self.n_values)
-        mask_BA = observation_mask(obs, self.n_items, out.device)
-        if mask_BA is not None:
-            if self.n_values > 1:
-                mask_BA = mask_BA.unsqueeze(-1)
-            if self.relative_margin is None:
-                out = out.masked_fill(~mask_BA, MASKED_VALUE)
-            else:
-                floor = out.detach().masked_fill(~mask_BA, float("inf")).amin(dim=1, keepdim=True)
-                out = torch.where(mask_BA, out, floor - self.relative_margin)
-        return out, hidden
+        return apply_mask(out, observation_mask(obs, self.n_items, out.device), self.relative_margin), hidden
+
+
+def apply_mask(out: torch.Tensor, mask_BA: torch.Tensor | None, relative_margin: float | None = None) -> torch.Tensor:
+    """Per-item outputs (B, n_items[, n_values]) with the masked items (mask False) pushed down.
+
+    Masked entries get `MASKED_VALUE`, or with `relative_margin` (smallest allowed output of the
+    row) - margin (see `MaskedItemHead`); `mask_BA` None leaves `out` as it is.
+    """
+    if mask_BA is None:
+        return out
+    if out.dim() == 3:
+        mask_BA = mask_BA.unsqueeze(-1)
+    if relative_margin is None:
+        return out.masked_fill(~mask_BA, MASKED_VALUE)
+    floor = out.detach().masked_fill(~mask_BA, float("inf")).amin(dim=1, keepdim=True)
+    return torch.where(mask_BA, out, floor - relative_margin)
 
 
 class ItemCritic(ModuleWithVectorOutput):

@@ -19,7 +19,7 @@ first copy (as the published evaluation does); the Q head acts as a regulariser 
 state. The copy draw uses torch's global generator, which `recsim.policy.offline` seeds per epoch,
 so runs and resumed runs are reproducible.
 
-Masking: both heads are `MaskedItemHead`s, so an item already shown in the episode (NX modes)
+Masking: both heads mask as `MaskedItemHead` does (`apply_mask`), so an item already shown in the episode (NX modes)
 never wins the next-state argmax and is excluded from the softmax of the supervised loss (the
 logged item itself is never masked, `recsim.policy.offline.log_transitions` skips repeats).
 """
@@ -37,7 +37,7 @@ from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import Batch, to_torch
 from torch import nn
 
-from recsim.policy.actors import MaskedItemHead, StateNet
+from recsim.policy.actors import StateNet, apply_mask, observation_mask
 
 
 @dataclass(kw_only=True)
@@ -47,7 +47,7 @@ class SQNTrainingStats(SimpleLossTrainingStats):
 
 
 class SQNNetwork(nn.Module):
-    """One copy of SQN: a base network and its two heads.
+    """One copy of SQN: a base network and its two heads, the base run once per batch.
 
     Args:
         state_net: this copy's own base (`StateNet`), shared by its two heads.
@@ -56,14 +56,16 @@ class SQNNetwork(nn.Module):
 
     def __init__(self, state_net: StateNet, n_items: int) -> None:
         super().__init__()
-        self.supervised = MaskedItemHead(state_net, n_items)
-        self.q_head = MaskedItemHead(state_net, n_items)
+        self.n_items = int(n_items)
+        self.state_net = state_net
+        self.supervised = nn.Linear(state_net.get_output_dim(), self.n_items)
+        self.q_head = nn.Linear(state_net.get_output_dim(), self.n_items)
 
     def forward(self, obs: Any, state: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(supervised logits (B, n_items), Q-values (B, n_items)), masked items at `MASKED_VALUE`."""
-        logits, _ = self.supervised(obs, state)
-        q_values, _ = self.q_head(obs, state)
-        return logits, q_values
+        features_BH, _ = self.state_net(obs, state)
+        mask_BA = observation_mask(obs, self.n_items, features_BH.device)
+        return apply_mask(self.supervised(features_BH), mask_BA), apply_mask(self.q_head(features_BH), mask_BA)
 
 
 class SQNPolicy(Policy):
