@@ -282,3 +282,26 @@ def test_dorl_beats_random_in_the_synthetic_world(world, noisy_table, tmp_path):
     dorl = train_method(config, inputs, tmp_path / "dorl")
     random = train_method(tiny_config("random", evaluation=EvalConfig(episodes=200)), inputs, tmp_path / "random")
     assert dorl.metrics["R_tra"] > random.metrics["R_tra"]
+
+
+def test_the_last_training_epoch_and_the_final_evaluation_are_one_measurement(world, noisy_table, tmp_path):
+    from recsim.pipeline.evaluation import evaluate_method
+    from recsim.pipeline.spec import EvaluationSpec
+
+    config = tiny_config("dorl", evaluation=EvalConfig(episodes=25, seed=3), seed=1)
+    run = train_method(config, MethodInputs(world, noisy_table, noisy_table), tmp_path / "dorl")
+    again = OnlineEvaluator(world, config.evaluation, config.env, config.quit).evaluate(run.policy, config.seed)
+    assert again == run.metrics
+    rows, _ = evaluate_method(run.policy, world, config, EvaluationSpec(modes=["NX_0"], episodes=25, seed=3, ope=[]),
+                              None)
+    assert {k: rows[0][k] for k in run.metrics} == run.metrics
+
+
+def test_mcd_and_category_entropy_are_missing_without_categories(world):
+    from recsim.evaluation.rollout import rollout, summarise
+
+    truth = RewardTable.from_truth(world.truth, world.truth_users, world.truth_items)
+    log = rollout(RandomRecommender(0), truth, "NX_0", None, 10)
+    metrics = summarise(log, np.zeros((truth.shape[1], 0), dtype=bool), np.zeros(0, dtype=np.int64))
+    assert np.isnan(metrics["MCD"]) and np.isnan(metrics["category_entropy"])
+    assert np.isfinite(metrics["R_tra"])

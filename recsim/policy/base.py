@@ -68,7 +68,7 @@ class TianshouRecommender:
 
     The policy runs in eval mode without gradients; a probabilistic policy samples its action
     unless it was built with `deterministic_eval=True` (then it takes the mode). Sampling uses
-    torch's global generator, so callers seed it (`recsim.policy.evaluator` does, inside
+    torch's global generator, so callers seed it (`recsim.evaluation.rollout` does, inside
     `torch.random.fork_rng`).
 
     Args:
