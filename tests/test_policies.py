@@ -305,3 +305,13 @@ def test_mcd_and_category_entropy_are_missing_without_categories(world):
     metrics = summarise(log, np.zeros((truth.shape[1], 0), dtype=bool), np.zeros(0, dtype=np.int64))
     assert np.isnan(metrics["MCD"]) and np.isnan(metrics["category_entropy"])
     assert np.isfinite(metrics["R_tra"])
+
+
+def test_gt_oracle_trains_on_the_ground_truth_and_is_a_reference(world, noisy_table):
+    from recsim.policy.methods import get_method
+    from recsim.policy.train import simulator_table
+
+    oracle = get_method("gt_oracle")
+    assert oracle.reference and get_method("quit_aware").reference and not get_method("roler").reference
+    table = simulator_table(oracle, MethodInputs(world, noisy_table))
+    np.testing.assert_array_equal(table.mean, np.nan_to_num(world.truth, nan=0.0))

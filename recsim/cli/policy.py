@@ -50,7 +50,7 @@ def _inputs(method: str, world: Path, reward_dir: Path | None, user_model: Path 
     spec = get_method(method)
     dataset = Dataset.load(world)
     reward = RewardTable.load(reward_dir) if reward_dir is not None else None
-    if spec.reward != "none" and reward is None:
+    if spec.reward not in ("none", "truth") and reward is None:
         raise ConfigError(f"method {spec.name!r} reads a reward table ({spec.reward}); pass --reward DIR")
     uncertainty = None
     if spec.uncertainty == "user_model_disagreement":

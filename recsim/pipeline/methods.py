@@ -28,7 +28,8 @@ class MethodNeeds:
     """What one method of the spec reads.
 
     Attributes:
-        table: the reward table it reads ("user_model", "user_model_ips", "knn") or None.
+        table: the reward-table stage it reads ("user_model", "user_model_ips", "knn") or None
+            (none, or the dataset's own ground truth).
         embeddings: it is trained and starts from the user model's item embeddings.
         disagreement: it penalises the user model's ensemble disagreement.
     """
@@ -46,7 +47,7 @@ def method_needs(method: MethodSpec) -> MethodNeeds:
     """The `MethodNeeds` of a spec's method entry."""
     entry = get_method(str(method.method))
     trained = entry.family != "static"
-    table = method.reward if trained or entry.reward != "none" else None
+    table = method.reward if (trained or entry.reward != "none") and method.reward != "truth" else None
     disagreement = entry.family == "model_based" and entry.uncertainty == "user_model_disagreement"
     return MethodNeeds(table, trained, disagreement)
 

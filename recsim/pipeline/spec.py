@@ -35,7 +35,7 @@ from recsim.errors import ConfigError
 from recsim.evaluation.online import EvalConfig
 
 SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
-REWARDS = ("user_model", "user_model_ips", "knn")
+REWARDS = ("user_model", "user_model_ips", "knn", "truth")
 
 
 def default_reward(method: str) -> str:
@@ -108,8 +108,8 @@ class MethodSpec:
         name: unique label in the results (e.g. "dorl", "dorl_ppo").
         method: the method (`recsim.policy.methods.METHODS`); default: `name`.
         reward: the reward table it reads: "user_model", "user_model_ips" (the ensemble trained
-            with inverse item-popularity weights) or "knn"; default: the method's own (knn for
-            roler and ours), else "user_model".
+            with inverse item-popularity weights), "knn" or "truth" (the dataset's ground truth:
+            gt_oracle); default: the method's own (knn for roler and ours), else "user_model".
         penalty: overrides of the method's `PenaltyConfig` (lambda_U, lambda_E, ...).
         params: overrides of the budget and of what trains it (`recsim.policy.train.method_config`:
             epochs, epoch_num_steps, lr, ent_coef, algorithm (a2c / ppo), tracker, epsilon, ...).

@@ -377,7 +377,8 @@ def _method_stages(spec: Spec, method: MethodSpec, seed: int, knn_name: str) -> 
         for mode, log in logs.items():
             log.save(out / f"episodes_{mode}.npz")
         training = runner.path(policy_name) / "training_curve.json"
-        write_json(out / "metrics.json", {"method": method.name, "family": config.family, "seed": seed,
+        write_json(out / "metrics.json", {"method": method.name, "family": config.family,
+                                          "reference": config.spec.reference, "seed": seed,
                                           "rows": rows,
                                           "training_curve": read_json(training) if training.is_file() else None})
 

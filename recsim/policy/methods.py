@@ -27,7 +27,7 @@ from recsim.reward.penalty import PenaltyConfig
 from recsim.reward.penalty import preset as penalty_preset
 
 FAMILIES = ("model_based", "offline", "static")
-REWARD_SOURCES = ("user_model", "user_model_ips", "knn", "none")
+REWARD_SOURCES = ("user_model", "user_model_ips", "knn", "truth", "none")
 UNCERTAINTY_SOURCES = ("table", "user_model_disagreement", "none")
 
 
@@ -41,13 +41,16 @@ class Method:
             algorithm on the logged buffer) or "static" (no training beyond the user model).
         description: one line for `recsim policy list`.
         reward: the reward table it reads: the DeepFM ensemble ("user_model"), the ensemble
-            trained with IPS weights ("user_model_ips"), ROLeR's kNN table ("knn") or "none".
+            trained with IPS weights ("user_model_ips"), ROLeR's kNN table ("knn"), the dataset's
+            ground truth ("truth": the gt_oracle ceiling) or "none".
         uncertainty: "table" (the reward table's own uncertainty), "user_model_disagreement"
             (std of the ensemble members' means, over the reward table's mean), or "none".
         penalty_method: the `recsim.reward.penalty` preset of its weights (mbpo, mopo, dorl,
             roler), or None when `lambda_U` / `lambda_E` are given here.
         lambda_U: explicit uncertainty weight (used when penalty_method is None).
         lambda_E: explicit entropy weight (used when penalty_method is None).
+        reference: a privileged reference row, not an offline method: it reads what an offline
+            method cannot (the evaluation's quit rule, the true reward); reports show it apart.
 
     The settings of what trains it are the defaults of its family's config (`AgentConfig`,
     `OfflineAgentConfig`, `StaticConfig`: the published values), overridden per run.
@@ -61,6 +64,7 @@ class Method:
     penalty_method: str | None = None
     lambda_U: float | None = None
     lambda_E: float | None = None
+    reference: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -100,6 +104,9 @@ METHODS: dict[str, Method] = {
     "ours": Method("ours", "model_based",
                          "kNN reward, minus 1 x ensemble disagreement (LCB), DORL's corrected entropy bonus",
                          reward="knn", uncertainty="user_model_disagreement", penalty_method=None),
+    "gt_oracle": Method("gt_oracle", "model_based",
+                        "A2C in a simulator whose reward is the ground truth (the ceiling; reference, not offline)",
+                        reward="truth", penalty_method="mbpo", reference=True),
     "bcq": Method("bcq", "offline", "discrete BCQ on the logged buffer (tianshou)"),
     "cql": Method("cql", "offline", "discrete CQL (QR-DQN based) on the logged buffer (tianshou)"),
     "crr": Method("crr", "offline", "discrete CRR on the logged buffer (tianshou)"),
@@ -113,7 +120,8 @@ METHODS: dict[str, Method] = {
                         reward="user_model"),
     "quit_aware": Method("quit_aware", "static",
                                "greedy on the user model among items the quit rule lets the user stay after "
-                               "(knows the rule; not published)", reward="user_model"),
+                               "(knows the rule; not published; reference, not offline)", reward="user_model",
+                               reference=True),
 }
 """Every method, by name."""
 

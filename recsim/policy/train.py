@@ -209,7 +209,10 @@ class MethodRun:
 
 
 def simulator_table(method: Method, inputs: MethodInputs) -> RewardTable:
-    """The table the simulator (or a scorer) reads, with the method's uncertainty."""
+    """The table the simulator (or a scorer) reads, with the method's uncertainty (the ground
+    truth for a method whose reward is "truth")."""
+    if method.reward == "truth":
+        return ground_truth_table(inputs.dataset)
     if inputs.reward is None:
         raise ConfigError(f"method {method.name!r} needs a reward table ({method.reward})")
     table = inputs.reward
@@ -230,7 +233,7 @@ def action_items(inputs: MethodInputs) -> np.ndarray:
     dataset = inputs.dataset
     if inputs.reward is not None:
         return np.asarray(inputs.reward.items, dtype=np.int64)
-    if dataset.truth is not None:
+    if dataset.truth is not None:  # the ground truth's columns (also gt_oracle's simulator)
         return np.asarray(dataset.truth_items, dtype=np.int64)
     return np.arange(dataset.n_items, dtype=np.int64)
 
