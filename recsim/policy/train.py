@@ -5,14 +5,14 @@ it; `method_config` builds its `MethodConfig` from a method's name and plain ove
 every default in one place (the family's config dataclass, `recsim.policy.methods`' budgets and
 penalty presets). The method's family decides what runs:
 
-- model-based (mbpo, ips, mopo, dorl, roler, ours): A2C / PPO in the penalised simulator over
-  `inputs.reward` (with `inputs.uncertainty`'s uncertainty for "ours"), the DORL entropy table
-  built from the training log, the quit rule over the simulator's own table
-  (`recsim.env.table_quit_rule`: no ground truth reaches training);
-- offline (bcq, cql, crr, sqn): the log replayed into a buffer through the same rule over the
-  reward table's columns (`recsim.policy.offline`);
-- static (`recsim.policy.static.STATIC_BASELINES`): scores, no training; quit_aware reads the
-  evaluation environment's quit rule.
+- model-based (mbpo, ips, mopo, dorl, roler, ours, gt_oracle): A2C / PPO in the penalised
+  simulator over `inputs.reward` (with `inputs.uncertainty`'s uncertainty for "ours"; the ground
+  truth for gt_oracle), the DORL entropy table built from the training log;
+- offline (bcq, cql, crr, sqn): the log replayed into a buffer (`recsim.policy.offline`);
+- static (`recsim.policy.static.STATIC_BASELINES`): scores, no training.
+
+Every environment of a run (the simulator, the log replay, quit_aware's rule, the evaluation)
+uses one quit rule, `environment_quit_rule`.
 
 Every run evaluates in the dataset's ground-truth environment when it has one
 (`recsim.evaluation.online.OnlineEvaluator`) and writes into `out_dir`: `config.json` (the
@@ -268,13 +268,19 @@ def evaluator_for(config: MethodConfig, dataset: Any, evaluation: EvalConfig | N
     return OnlineEvaluator(dataset, evaluation or config.evaluation, config.env, config.quit)
 
 
-def environment_quit_rule(config: MethodConfig, inputs: MethodInputs) -> QuitRule:
-    """The evaluation environment's quit rule, else (no ground truth) the simulator's."""
-    if inputs.dataset.truth is not None:
-        truth = ground_truth_table(inputs.dataset)
-        return table_quit_rule(config.quit, truth, table_item_categories(inputs.dataset, truth))
-    table = simulator_table(config.spec, inputs)
-    return table_quit_rule(config.quit, table, table_item_categories(inputs.dataset, table))
+def environment_quit_rule(config: MethodConfig, inputs: MethodInputs, table: RewardTable | None = None) -> QuitRule:
+    """The dataset's quit rule over the action columns, the one rule of every environment.
+
+    It reads the ground truth's columns (the distance rule: their distances) when the dataset has
+    a ground truth over the same items, as the published code does: its simulator wraps the true
+    environment, whose quit rule stays in force while the user model replaces the reward. Without
+    one, it reads `table` (default: the method's simulator table).
+    """
+    dataset = inputs.dataset
+    table = table if table is not None else simulator_table(config.spec, inputs)
+    if dataset.truth is not None and np.array_equal(np.asarray(table.items), np.asarray(dataset.truth_items)):
+        table = ground_truth_table(dataset)
+    return table_quit_rule(config.quit, table, table_item_categories(dataset, table))
 
 
 def static_policy(config: MethodConfig, inputs: MethodInputs) -> Recommender:
@@ -320,7 +326,7 @@ def _train(config: MethodConfig, inputs: MethodInputs, out: Path, resume: bool, 
     if config.family == "model_based":
         assert isinstance(config.agent, AgentConfig) and config.penalty is not None
         table = simulator_table(config.spec, inputs)
-        quit_rule = table_quit_rule(config.quit, table, table_item_categories(dataset, table))
+        quit_rule = environment_quit_rule(config, inputs, table)
         entropy = entropy_table(dataset, table, config.penalty.entropy_orders) if config.penalty.uses_entropy else None
         mb_config = ModelBasedConfig(method=config.label, penalty=config.penalty, budget=config.budget,
                                      agent=config.agent, env=config.env, seed=config.seed, device=config.device,
@@ -332,7 +338,7 @@ def _train(config: MethodConfig, inputs: MethodInputs, out: Path, resume: bool, 
         assert isinstance(config.agent, OfflineAgentConfig)
         items = action_items(inputs)
         table = inputs.reward if inputs.reward is not None else ground_truth_table(dataset)
-        quit_rule = table_quit_rule(config.quit, table, table_item_categories(dataset, table))
+        quit_rule = environment_quit_rule(config, inputs, table)
         transitions = log_transitions(dataset, table, quit_rule, config.env)
         off_config = OfflineConfig(method=config.label, budget=config.budget, agent=config.agent, seed=config.seed,
                                    device=config.device, progress=config.progress,
