@@ -315,3 +315,15 @@ def test_gt_oracle_trains_on_the_ground_truth_and_is_a_reference(world, noisy_ta
     assert oracle.reference and get_method("quit_aware").reference and not get_method("roler").reference
     table = simulator_table(oracle, MethodInputs(world, noisy_table))
     np.testing.assert_array_equal(table.mean, np.nan_to_num(world.truth, nan=0.0))
+
+
+def test_divergence_and_collapse_are_flagged():
+    from recsim.policy.epochs import health, warnings_of
+
+    assert health({"loss": 0.5, "coverage": 0.5}, 100) == []
+    assert "diverged" in health({"loss": float("nan")}, None)[0]
+    assert "diverged" in health({"loss": 3e10}, None)[0]
+    assert health({"train_return": 5.0, "coverage": 0.02}, 200) == [
+        "collapsed: the evaluation recommended 4 distinct items"]
+    history = [{"epoch": 1, "warnings": ["diverged: loss is nan"]}, {"epoch": 2}]
+    assert warnings_of(history) == ["epoch 1: diverged: loss is nan"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,8 @@ def train(args: argparse.Namespace) -> int:
     write_json(args.out / INPUTS_FILE, {k: None if v is None else str(Path(v).resolve()) for k, v in
                                         (("world", args.world), ("reward", args.reward),
                                          ("user_model", args.user_model))})
+    for warning in run.warnings:
+        print(f"recsim: warning: {run.name}: {warning}", file=sys.stderr)
     if not args.quiet:
         shown = {k: round(v, 4) for k, v in run.metrics.items()}
         print(f"{run.name}: {json.dumps(shown)} ({run.wall_seconds:.1f} s) -> {args.out}")

@@ -353,6 +353,8 @@ def _method_stages(spec: Spec, method: MethodSpec, seed: int, knn_name: str) -> 
         from recsim.policy.train import train_method
 
         run = train_method(config, inputs(runner), out)
+        for warning in run.warnings:
+            runner.say(f"warning: {policy_name}: {warning}")
         curve = [(h["epoch"], h["R_tra"]) for h in run.history if "R_tra" in h]
         write_json(out / "training_curve.json", {"x": [c[0] for c in curve], "y": [c[1] for c in curve],
                                                  "x_label": "epoch",
@@ -377,8 +379,10 @@ def _method_stages(spec: Spec, method: MethodSpec, seed: int, knn_name: str) -> 
         for mode, log in logs.items():
             log.save(out / f"episodes_{mode}.npz")
         training = runner.path(policy_name) / "training_curve.json"
+        trained = read_json(runner.path(policy_name) / "results.json")
         write_json(out / "metrics.json", {"method": method.name, "family": config.family,
                                           "reference": config.spec.reference, "seed": seed,
+                                          "warnings": trained.get("warnings", []),
                                           "rows": rows,
                                           "training_curve": read_json(training) if training.is_file() else None})
 

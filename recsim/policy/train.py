@@ -37,6 +37,7 @@ from recsim.errors import ConfigError
 from recsim.evaluation.online import EvalConfig, OnlineEvaluator, ground_truth_table, table_item_categories
 from recsim.io import write_json
 from recsim.policy.base import Recommender
+from recsim.policy.epochs import warnings_of
 from recsim.policy.methods import Budget, Method, budget, get_method, method_penalty
 from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
 from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transitions, train_offline
@@ -207,6 +208,11 @@ class MethodRun:
     wall_seconds: float
     out_dir: Path
 
+    @property
+    def warnings(self) -> list[str]:
+        """Divergence or collapse of the training (`recsim.policy.epochs.health`), latest epoch."""
+        return warnings_of(self.history)
+
 
 def simulator_table(method: Method, inputs: MethodInputs) -> RewardTable:
     """The table the simulator (or a scorer) reads, with the method's uncertainty (the ground
@@ -315,7 +321,8 @@ def train_method(config: MethodConfig, inputs: MethodInputs, out_dir: str | os.P
         run = MethodRun(config.label, result.recommender, result.final, result.history,
                         time.perf_counter() - start, out)
     write_json(out / "results.json", {"method": config.label, "family": config.family, "metrics": run.metrics,
-                                      "wall_seconds": run.wall_seconds, "seed": config.seed})
+                                      "warnings": run.warnings, "wall_seconds": run.wall_seconds,
+                                      "seed": config.seed})
     return run
 
 
