@@ -10,26 +10,33 @@ import numpy as np
 
 from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
-from recsim.io import read_json, write_json
+from recsim.io import check_finite, load_npz, read_json, to_json, write_json
+from recsim.outdir import output_dir, output_file
 from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
 from recsim.policy.presets import METHODS, describe, method
 from recsim.policy.runtime import torch_device
 from recsim.policy.storage import load_recommender
-from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
 from recsim.policy.trackers import TRACKERS, TrackerConfig
+from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
 from recsim.reward.table import RewardTable
+from recsim.seeds import seed_argument
 
 EMBEDDINGS_FILE = "embeddings.npz"
+POLICY_KIND = "policy"
+EVALUATION_KIND = "policy-evaluation"
 
 
-def _item_embeddings(directories: list[Path | None]) -> np.ndarray | None:
-    """The `item` array of the first `embeddings.npz` found in `directories`."""
+def _item_embeddings(directories: list[Path | None], n_items: int) -> np.ndarray | None:
+    """The `item` array, float32 (n_items, dim), of the first `embeddings.npz` in `directories`."""
     for directory in directories:
         if directory is not None and (directory / EMBEDDINGS_FILE).is_file():
-            with np.load(directory / EMBEDDINGS_FILE, allow_pickle=False) as z:
-                if "item" not in z.files:
-                    raise DataError(str(directory / EMBEDDINGS_FILE), "item", "missing array")
-                return z["item"].astype(np.float32)
+            path = directory / EMBEDDINGS_FILE
+            item = load_npz(path, ("item",))["item"]
+            if item.ndim != 2 or item.shape[0] != n_items or item.dtype.kind not in "fiu":
+                raise DataError(str(path), "item", f"{item.dtype} of shape {item.shape}, expected ({n_items}, dim) "
+                                                   "numbers: one row per item of the world")
+            check_finite(path, "item", item)
+            return item.astype(np.float32)
     return None
 
 
@@ -41,9 +48,14 @@ def _disagreement_table(user_model: Path, reward: RewardTable, device: str) -> R
 
 
 def train(args: argparse.Namespace) -> int:
+    with output_dir(args.out, POLICY_KIND, inputs=[args.world, args.reward, args.user_model]) as out:
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: Path) -> int:
     preset = method(args.preset)
-    dataset = Dataset.load(args.world)
-    reward = RewardTable.load(args.reward) if args.reward is not None else None
+    dataset = Dataset.load(args.world).validate(str(args.world))
+    reward = RewardTable.load(args.reward, dataset) if args.reward is not None else None
     if preset.reward != "none" and reward is None:
         raise ConfigError(f"method {preset.name!r} reads a reward table ({preset.reward}); pass --reward DIR")
     uncertainty = None
@@ -51,17 +63,17 @@ def train(args: argparse.Namespace) -> int:
         if args.user_model is None:
             raise ConfigError(f"method {preset.name!r} needs --user-model DIR (ensemble disagreement)")
         uncertainty = _disagreement_table(args.user_model, reward, args.device)
-    embeddings = None if args.no_embeddings else _item_embeddings([args.user_model, args.reward])
+    embeddings = None if args.no_embeddings else _item_embeddings([args.user_model, args.reward], dataset.n_items)
     evaluation = EvalConfig(episodes=args.eval_episodes, seed=args.eval_seed)
     config = PolicyRunConfig(preset=preset.name, dataset=args.dataset, budget=args.budget, epochs=args.epochs,
                              epoch_num_steps=args.steps, num_envs=args.num_envs, batch_size=args.batch_size,
                              eval_every=args.eval_every, algorithm=args.algorithm,
                              tracker=TrackerConfig(kind=args.tracker), train_mode=args.train_mode,
                              evaluation=evaluation, seed=args.seed, device=args.device, progress=not args.quiet)
-    run = run_policy(config, PolicyInputs(dataset, reward, uncertainty, embeddings), args.out, resume=args.resume)
+    run = run_policy(config, PolicyInputs(dataset, reward, uncertainty, embeddings), out, resume=args.resume)
     if not args.quiet:
         shown = {k: round(v, 4) for k, v in run.metrics.items()}
-        print(f"{run.name}: {json.dumps(shown)} ({run.wall_seconds:.1f} s) -> {args.out}")
+        print(f"{run.name}: {to_json(shown)} ({run.wall_seconds:.1f} s) -> {args.out}")
     return 0
 
 
@@ -84,9 +96,16 @@ def evaluate(args: argparse.Namespace) -> int:
     The evaluation starts from the run's own settings (quit rule, episode limit, history window),
     so `--mode NX_0` with the defaults reproduces the run's final metrics.
     """
+    if args.out is None:
+        return _evaluate(args, None)
+    with output_file(args.out, EVALUATION_KIND, inputs=[args.run, args.world]) as out:
+        return _evaluate(args, out)
+
+
+def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     torch_device(args.device)
     recommender = load_recommender(args.run, args.device)
-    dataset = Dataset.load(args.world)
+    dataset = Dataset.load(args.world).validate(str(args.world))
     if dataset.truth is None:
         raise ConfigError(f"{args.world}: dataset {dataset.name!r} has no ground truth to evaluate in")
     run = _saved_run(args.run)
@@ -99,11 +118,11 @@ def evaluate(args: argparse.Namespace) -> int:
     evaluation = dataclasses.replace(evaluation, **changes)
     policy_seed = args.seed if args.seed is not None else int(run.get("seed", 0))
     metrics = GroundTruthEvaluator(dataset, evaluation).evaluate(recommender, args.device, policy_seed)
-    result = {"run": str(args.run), "world": str(args.world), "evaluation": evaluation, "policy_seed": policy_seed,
+    result = {"recsim": EVALUATION_KIND, "run": str(args.run), "world": str(args.world), "evaluation": evaluation, "policy_seed": policy_seed,
               "metrics": metrics}
-    if args.out is not None:
-        write_json(args.out, result)
-    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    if out is not None:
+        write_json(out, result)
+    print(to_json({k: round(v, 6) for k, v in metrics.items()}))
     return 0
 
 
@@ -143,12 +162,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None, help="evaluate in the ground-truth env every N epochs")
     p.add_argument("--eval-episodes", type=int, default=EvalConfig.episodes)
-    p.add_argument("--eval-seed", type=int, default=EvalConfig.seed)
+    seed_argument(p, "--eval-seed", EvalConfig.seed)
     p.add_argument("--algorithm", choices=("a2c", "ppo"), default="a2c")
     p.add_argument("--tracker", choices=sorted(TRACKERS), default=TrackerConfig.kind)
     p.add_argument("--no-embeddings", action="store_true", help="learn item embeddings from scratch")
     p.add_argument("--train-mode", default="NX_0", help="simulator mode of model-based training (FB, NX_0)")
-    p.add_argument("--seed", type=int, default=0)
+    seed_argument(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
@@ -159,8 +178,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--world", required=True, type=Path, help="a prepared dataset folder with ground truth")
     p.add_argument("--mode", default=None, help="FB, NX_0 or NX_<k> (default: the run's, NX_0)")
     p.add_argument("--episodes", type=int, default=None, help="evaluation users (default: the run's)")
-    p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation users (default: the run's)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the policy's sampling (default: the run's)")
+    seed_argument(p, "--eval-seed", None, "seed of the evaluation users (default: the run's)")
+    seed_argument(p, "--seed", None, "seed of the policy's sampling (default: the run's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
     p.add_argument("--out", type=Path, default=None, help="also write the metrics and settings to this JSON file")
     p.set_defaults(handler=evaluate)

@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from recsim.errors import ConfigError
+from recsim.io import output_kind
+from recsim.outdir import claim_dir, exclusive, output_dir
+from recsim.seeds import parse_seeds
+
+RUN_KIND = "run"
+SWEEP_KIND = "sweep"
+REPORT_KIND = "report"
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsim.evaluation.report import collect_rows, evaluation_folders, summary_lines
-    from recsim.pipeline.spec import load_spec, parse_seeds
+    from recsim.evaluation.report import collect_rows, summary_lines
+    from recsim.pipeline.spec import load_spec
     from recsim.pipeline.stages import run_spec
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
@@ -20,9 +29,11 @@ def run(args: argparse.Namespace) -> int:
         spec.progress = False
     if args.raw is not None:
         spec.data.raw_dir = str(args.raw)
-    results = run_spec(spec, args.out, stream=sys.stderr)
+    inputs = [args.spec] + ([] if spec.data.name == "synthetic" else [spec.data.resolved_raw_dir()])
+    with output_dir(args.out, RUN_KIND, inputs=inputs) as out:
+        results = run_spec(spec, out, stream=sys.stderr)
     reused = sum(r.reused for r in results)
-    frame = collect_rows(Path(args.out), evaluation_folders(args.out))
+    frame = collect_rows(Path(args.out), [r.name for r in results if r.name.startswith("eval-")])
     print(summary_lines(frame))
     print(f"stages: {len(results)} ({reused} reused)")
     print(f"results: {Path(args.out) / 'report' / 'results.csv'}")
@@ -35,26 +46,41 @@ def report(args: argparse.Namespace) -> int:
     from recsim.io import read_json
 
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run folder not found")
+    if output_kind(run_dir) != RUN_KIND:
+        raise ConfigError(f"{run_dir}: not a recsim run folder (written by `recsim run`)")
     names = evaluation_folders(run_dir)
     if not names:
         raise ConfigError(f"{run_dir}: no evaluation results (eval-*/metrics.json); run `recsim run` first")
     title = args.title
     if title is None and (run_dir / "spec.json").is_file():
         title = read_json(run_dir / "spec.json").get("name")
-    out = Path(args.out) if args.out is not None else run_dir / "report"
-    page = build_report(run_dir, out, names, title=title or run_dir.name, figures=not args.no_figures)
+    with exclusive(run_dir), _report_folder(run_dir, args.out) as out:
+        page = build_report(run_dir, out, names, title=title or run_dir.name, figures=not args.no_figures)
     print(f"report: {page}")
     return 0
 
 
+@contextlib.contextmanager
+def _report_folder(run_dir: Path, out: Path | None) -> Iterator[Path]:
+    """`out` claimed as a report folder, or by default `RUN/report`, the run's own report stage
+    folder (checked to be recsim's: a stage folder or absent)."""
+    if out is None:
+        yield claim_dir(run_dir / "report", "stage", create=False)
+        return
+    with output_dir(out, REPORT_KIND, inputs=[run_dir]) as claimed:
+        yield claimed
+
+
 def sweep(args: argparse.Namespace) -> int:
-    from recsim.pipeline.spec import parse_seeds
     from recsim.pipeline.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(spec=str(args.spec), out=str(args.out), grid=list(args.grid or []),
                          seeds=parse_seeds(args.seeds), sets=list(args.set or []), backend=args.backend,
                          workers=args.workers, address=args.address or os.environ.get("RAY_ADDRESS"))
-    summary = run_sweep(config)
+    with output_dir(args.out, SWEEP_KIND, inputs=[args.spec]):
+        summary = run_sweep(config)
     print(summary.table)
     print(f"sweep results: {summary.csv}")
     print(f"sweep figure: {summary.figure}")
