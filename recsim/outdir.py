@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from recsim.errors import OutputError
-from recsim.io import check_replaceable, mark
+from recsim.io import MARKER, check_replaceable, mark
 
 LOCK_SUFFIX = ".lock"
 
@@ -121,15 +121,35 @@ def exclusive(out: str | os.PathLike) -> Iterator[Path]:
 @contextlib.contextmanager
 def output_dir(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike | None] = (),
                create: bool = True) -> Iterator[Path]:
-    """`exclusive(out)` around `claim_dir(out, kind, inputs, create)`: the usual `--out` folder."""
+    """`exclusive(out)` around `claim_dir(out, kind, inputs, create)`: the usual `--out` folder.
+
+    A folder this call created is removed again when the block fails before writing into it
+    (a user error leaves no empty output behind).
+    """
     inputs = list(inputs)
+    _overlap(Path(out).resolve(), inputs)  # before the lock: an input may be locked by this process
     with exclusive(out):
-        yield claim_dir(out, kind, inputs, create)
+        existed = Path(out).exists()
+        path = claim_dir(out, kind, inputs, create)
+        try:
+            yield path
+        except BaseException:
+            if not existed:
+                _remove_if_only_marker(path)
+            raise
+
+
+def _remove_if_only_marker(path: Path) -> None:
+    """Remove the folder `path` when it holds nothing but recsim's marker."""
+    if path.is_dir() and [p.name for p in path.iterdir()] == [MARKER]:
+        (path / MARKER).unlink()
+        path.rmdir()
 
 
 @contextlib.contextmanager
 def output_file(out: str | os.PathLike, kind: str, inputs: Iterable[str | os.PathLike | None] = ()) -> Iterator[Path]:
     """`exclusive(out)` around `claim_file(out, kind, inputs)`: a `--out` JSON result file."""
     inputs = list(inputs)
+    _overlap(Path(out).resolve(), inputs)
     with exclusive(out):
         yield claim_file(out, kind, inputs)

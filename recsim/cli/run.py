@@ -21,7 +21,7 @@ REPORT_KIND = "report"
 def run(args: argparse.Namespace) -> int:
     from recsim.evaluation.report import collect_rows, summary_lines
     from recsim.pipeline.spec import load_spec
-    from recsim.pipeline.stages import run_spec
+    from recsim.pipeline.stages import plan, run_spec
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
     spec = load_spec(args.spec, args.set or [], seeds)
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         spec.progress = False
     if args.raw is not None:
         spec.data.raw_dir = str(args.raw)
+    plan(spec)  # every stage resolves its config: a bad value fails before --out is touched
     inputs = [args.spec] + ([] if spec.data.name == "synthetic" else [spec.data.resolved_raw_dir()])
     with output_dir(args.out, RUN_KIND, inputs=inputs) as out:
         results = run_spec(spec, out, stream=sys.stderr)
