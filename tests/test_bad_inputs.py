@@ -69,6 +69,8 @@ def ws(tmp_path_factory) -> Path:
     RewardTable.from_truth(world.truth, world.truth_users, world.truth_items).save(root / "table")
     shutil.copy(TINY_SPEC, root / "tiny.yaml")
     (root / "precious.txt").write_text("the user's own file\n")
+    assert main(["policy", "train", "--preset", "random", "--world", str(root / "world"), "--out", str(root / "policy"),
+                 "--eval-episodes", "5", "--quiet"]) == 0
     return root
 
 
@@ -499,6 +501,16 @@ CASES: list[Case] = [
                                             "--out", str(c / "p"), "--seed", "-1"], "--seed"),
     ("policy-eval-out-user-file", lambda c, ws: ["policy", "evaluate", "--run", str(c / "run"), "--world", str(ws / "world"),
                                                  "--out", str(copy(ws, "precious.txt", c))], "precious.txt"),
+    ("policy-eval-nx-longer-than-items", lambda c, ws: ["policy", "evaluate", "--run", str(ws / "policy"),
+                                                        "--world", str(ws / "world"), "--mode", "NX_999"],
+     "the data has 200"),
+    ("policy-eval-episodes-0", lambda c, ws: ["policy", "evaluate", "--run", str(ws / "policy"),
+                                              "--world", str(ws / "world"), "--episodes", "0"], "episodes"),
+    ("policy-eval-other-world", lambda c, ws: ["policy", "evaluate", "--run", str(ws / "policy"),
+                                               "--world", str(empty_world(c))], "train: the log has no rows"),
+    ("policy-eval-out-inside-run", lambda c, ws: ["policy", "evaluate", "--run", str(copy(ws, "policy", c)),
+                                                  "--world", str(ws / "world"), "--out", str(c / "policy" / "x.json")],
+     "inside the input"),
     ("policy-eval-no-policy", lambda c, ws: ["policy", "evaluate", "--run", str(c / "run"), "--world", str(ws / "world")],
      "policy.pt"),
     # ---- run
@@ -530,7 +542,13 @@ CASES: list[Case] = [
     ("sweep-out-user-folder", _sweep(out=lambda c, ws: user_folder(c)), "mine"),
     # ---- report
     ("report-missing", lambda c, ws: ["report", str(c / "none")], "none"),
-    ("report-not-a-run", lambda c, ws: ["report", str(user_folder(c))], "not a recsim run folder"),
+    ("report-not-a-run", lambda c, ws: ["report", str(user_folder(c))], "no evaluation results"),
+    ("report-metrics-not-json", lambda c, ws: (fake_run(c), (c / "run" / "eval-x-s0" / "metrics.json").write_text("{"),
+                                               ["report", str(c / "run")])[2], "metrics.json"),
+    ("report-metrics-no-method", lambda c, ws: (fake_run(c), (c / "run" / "eval-x-s0" / "metrics.json").write_text("{}"),
+                                                ["report", str(c / "run")])[2], "metrics.json: method"),
+    ("report-folder-is-users", lambda c, ws: (fake_run(c), user_folder(c / "run", "report"),
+                                              ["report", str(c / "run")])[2], "report"),
     ("report-no-evaluations", lambda c, ws: ["report", str(fake_run(c, with_eval=False))], "no evaluation results"),
     ("report-out-file", lambda c, ws: ["report", str(fake_run(c)), "--out", str(copy(ws, "precious.txt", c))],
      "precious.txt"),

@@ -41,9 +41,9 @@ def _item_embeddings(directories: list[Path | None], n_items: int) -> np.ndarray
 
 
 def _disagreement_table(user_model: Path, reward: RewardTable, device: str) -> RewardTable:
-    from recsim.user_model.predict import load_ensemble
+    from recsim.cli.user_model import load_model
 
-    ensemble = load_ensemble(user_model, device)
+    ensemble = load_model(user_model, device)
     return ensemble.reward_table(reward.users, reward.items, uncertainty="disagreement")
 
 

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from recsim.errors import ConfigError
-from recsim.io import output_kind
+from recsim.errors import ConfigError, DataError
+from recsim.io import read_json
 from recsim.outdir import claim_dir, exclusive, output_dir
 from recsim.seeds import parse_seeds
 
@@ -44,23 +44,31 @@ def run(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from recsim.evaluation.report import build_report, evaluation_folders
-    from recsim.io import read_json
-
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: run folder not found")
-    if output_kind(run_dir) != RUN_KIND:
-        raise ConfigError(f"{run_dir}: not a recsim run folder (written by `recsim run`)")
     names = evaluation_folders(run_dir)
     if not names:
         raise ConfigError(f"{run_dir}: no evaluation results (eval-*/metrics.json); run `recsim run` first")
+    for name in names:
+        _check_metrics(run_dir / name / "metrics.json")
     title = args.title
     if title is None and (run_dir / "spec.json").is_file():
-        title = read_json(run_dir / "spec.json").get("name")
+        saved = read_json(run_dir / "spec.json")
+        title = saved.get("name") if isinstance(saved, dict) else None
     with exclusive(run_dir), _report_folder(run_dir, args.out) as out:
         page = build_report(run_dir, out, names, title=title or run_dir.name, figures=not args.no_figures)
     print(f"report: {page}")
     return 0
+
+
+def _check_metrics(path: Path) -> None:
+    """`DataError` naming `path` unless it holds an evaluation's results (method and rows)."""
+    info = read_json(path)
+    if not isinstance(info, dict) or not isinstance(info.get("method"), str):
+        raise DataError(str(path), "method", "missing; not the metrics of a recsim evaluation stage")
+    if not isinstance(info.get("rows"), list) or not all(isinstance(row, dict) for row in info["rows"]):
+        raise DataError(str(path), "rows", "expected a list of result rows")
 
 
 @contextlib.contextmanager
@@ -68,7 +76,7 @@ def _report_folder(run_dir: Path, out: Path | None) -> Iterator[Path]:
     """`out` claimed as a report folder, or by default `RUN/report`, the run's own report stage
     folder (checked to be recsim's: a stage folder or absent)."""
     if out is None:
-        yield claim_dir(run_dir / "report", "stage", create=False)
+        yield claim_dir(run_dir / "report", "stage")
         return
     with output_dir(out, REPORT_KIND, inputs=[run_dir]) as claimed:
         yield claimed
