@@ -111,7 +111,7 @@ def atomic_dir(path: str | os.PathLike, kind: str) -> Iterator[Path]:
         mark(tmp, kind)
         check_replaceable(path, kind)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old.tmp", dir=path.parent))
             os.replace(path, old / path.name)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
