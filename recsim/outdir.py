@@ -26,7 +26,13 @@ LOCK_SUFFIX = ".lock"
 
 
 def _overlap(out: Path, inputs: Iterable[str | os.PathLike | None]) -> None:
-    """`OutputError` when `out` is an input, lies inside one, or holds one."""
+    """`OutputError` when `out` is an input, lies inside one, or holds one, or when the nearest
+    existing folder above it is a file."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(str(out), f"{parent} is a file, not a folder")
+            break
     for given in inputs:
         if given is None:
             continue

@@ -353,7 +353,8 @@ CASES: list[Case] = [
     ("synth-out-file", lambda c, ws: _world_out(["--out", str(copy(ws, "precious.txt", c))])(c, ws), "precious.txt"),
     ("synth-out-other-kind", lambda c, ws: _world_out(["--out", str(copy(ws, "kuairec", c))])(c, ws), "kuairec"),
     ("synth-out-under-file", lambda c, ws: _world_out(["--out", str(copy(ws, "precious.txt", c) / "w")])(c, ws),
-     "precious.txt"),
+     "precious.txt is a file, not a folder"),
+    ("synth-out-name-too-long", lambda c, ws: _world_out(["--out", str(c / ("x" * 300))])(c, ws), "File name too long"),
     ("synth-seed-negative", _world_out(["--seed", "-1", "--out", "x"]), "--seed"),
     ("synth-seed-2^63", _world_out(["--seed", str(2**63), "--out", "x"]), "--seed"),
     ("synth-seed-word", _world_out(["--seed", "one", "--out", "x"]), "--seed"),
@@ -524,7 +525,7 @@ CASES: list[Case] = [
     ("run-seeds-negative", _run(_tiny, "--seeds", "-1"), "--seeds"),
     ("run-seeds-2^63", _run(_tiny, "--seeds", str(2**63)), "--seeds"),
     ("run-world-nan", _run(_spec_edit("  world_seed: 0", "  world_seed: 0\n  world:\n    label_noise: .nan")),
-     "label_noise"),
+     "spec.yaml: WorldConfig.label_noise"),
     ("run-world-huge", _run(_spec_edit("  world_seed: 0", "  world_seed: 0\n  world:\n    n_users: 1000000\n"
                                                           "    n_items: 1000000")), "n_users x n_items"),
     ("run-spec-seeds-negative", _run(_spec_edit("seeds: [0]", "seeds: [-4]")), "seeds"),

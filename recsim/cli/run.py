@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
         spec.progress = False
     if args.raw is not None:
         spec.data.raw_dir = str(args.raw)
-    plan(spec)  # every stage resolves its config: a bad value fails before --out is touched
+    try:
+        plan(spec)  # every stage resolves its config: a bad value fails before --out is touched
+    except ConfigError as error:
+        raise ConfigError(f"{args.spec}: {error}") from None
     inputs = [args.spec] + ([] if spec.data.name == "synthetic" else [spec.data.resolved_raw_dir()])
     with output_dir(args.out, RUN_KIND, inputs=inputs) as out:
         results = run_spec(spec, out, stream=sys.stderr)
