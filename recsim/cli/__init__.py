@@ -31,6 +31,7 @@ COMMAND_GROUPS = {
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 DEBUG_ENV = "RECSIM_DEBUG"
 
 
@@ -58,6 +59,14 @@ def describe_os_error(error: OSError) -> str:
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no file descriptor (captured)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -67,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:  # the reader of stdout left (`recsim data info ... | head`): not an error
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except (RecsimError, OSError) as error:
         if debug:
             raise
