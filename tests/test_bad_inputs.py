@@ -513,7 +513,7 @@ CASES: list[Case] = [
                                                   "--world", str(ws / "world"), "--out", str(c / "policy" / "x.json")],
      "inside the input"),
     ("policy-eval-no-policy", lambda c, ws: ["policy", "evaluate", "--run", str(c / "run"), "--world", str(ws / "world")],
-     "policy.pt"),
+     "policy.json"),
     # ---- run
     ("run-spec-missing", lambda c, ws: ["run", str(c / "none.yaml"), "--out", str(c / "out")], "none.yaml"),
     ("run-alias-bomb", _run(_spec_text(ALIAS_BOMB)), "aliases"),

@@ -179,6 +179,44 @@ def test_nan_user_model_weights_are_refused(user_model_dir, world_dir, tmp_path,
     assert "NaN or infinite weights" in one_error_line(capsys.readouterr())
 
 
+@pytest.fixture(scope="module")
+def trained_policy(tmp_path_factory, world_dir) -> tuple[Path, Path]:
+    """(a trained MBPO policy folder, the reward-table folder it was trained on): one short epoch."""
+    from recsim.data.schema import Dataset
+    from recsim.reward.table import RewardTable
+
+    root = tmp_path_factory.mktemp("policy")
+    world = Dataset.load(world_dir)
+    RewardTable.from_truth(world.truth, world.truth_users, world.truth_items).save(root / "table")
+    assert main(["policy", "train", "--preset", "mbpo", "--world", str(world_dir), "--reward", str(root / "table"),
+                 "--out", str(root / "mbpo"), "--epochs", "1", "--steps", "200", "--eval-episodes", "5",
+                 "--no-embeddings", "--quiet"]) == 0
+    return root / "mbpo", root / "table"
+
+
+@pytest.mark.parametrize("planted", ["policy.pt", "checkpoints/last.pt"])
+def test_a_planted_pickle_as_policy_weights_or_checkpoint_never_runs(planted, trained_policy, world_dir, tmp_path,
+                                                                    capsys):
+    import shutil
+
+    import torch
+
+    policy, table = trained_policy
+    run = tmp_path / "run"
+    shutil.copytree(policy, run)
+    proof = tmp_path / "proof.txt"
+    torch.save(Planted(proof), run / planted)
+    if planted == "policy.pt":
+        code = main(["policy", "evaluate", "--run", str(run), "--world", str(world_dir)])
+    else:
+        code = main(["policy", "train", "--preset", "mbpo", "--world", str(world_dir), "--reward", str(table),
+                     "--out", str(run), "--epochs", "2", "--steps", "200", "--eval-episodes", "5", "--no-embeddings",
+                     "--resume", "--quiet"])
+    assert code == 2
+    assert Path(planted).name in one_error_line(capsys.readouterr())
+    assert not proof.exists()
+
+
 @pytest.mark.parametrize("target", ["reward_table.npz", "embeddings.npz"])
 def test_a_planted_pickle_inside_an_npz_is_never_unpickled(target, world_dir, tmp_path, capsys):
     folder = tmp_path / "planted"
@@ -333,9 +371,8 @@ def test_a_report_shows_only_the_current_specs_methods(tmp_path, capsys):
     import yaml
 
     data = yaml.safe_load(TINY.read_text())
-    data["evaluation"].update(modes=["FB"], n_episodes=10, ope=["ips"])
-    data["methods"] = [{"name": "random", "algorithm": "random"}, {"name": "greedy-knn", "algorithm": "greedy",
-                                                                   "reward": "knn"}]
+    data["evaluation"].update(modes=["FB"], episodes=10, ope=["ips"])
+    data["methods"] = [{"name": "random"}, {"name": "greedy-knn", "method": "greedy", "reward": "knn"}]
     big, small = tmp_path / "big.yaml", tmp_path / "small.yaml"
     big.write_text(yaml.safe_dump(data))
     data["methods"] = data["methods"][:1]

@@ -39,7 +39,7 @@ def fake_run(tmp_path, r_tra):
                              "coverage": 0.1, "ndcg@10": 0.3, "ope_ips": 1.0 + seed, "ope_ips_low": 0.5,
                              "ope_ips_high": 1.5, "ope_pscore_source": "logged"})
             curve = {"x": [1, 2, 3], "y": [0.1, 0.2, 0.4]}
-            write_json(folder / "metrics.json", {"method": method, "algorithm": "x", "seed": seed, "rows": rows,
+            write_json(folder / "metrics.json", {"method": method, "family": "x", "seed": seed, "rows": rows,
                                                  "training_curve": curve})
             names.append(name)
     return names
@@ -54,7 +54,7 @@ def test_results_csv_has_one_row_per_method_seed_mode(tmp_path):
     build_report(tmp_path, tmp_path / "report", names, title="t")
     results = pd.read_csv(tmp_path / "report" / "results.csv")
     assert len(results) == 2 * 2 * 2
-    assert list(results.columns[:10]) == ["method", "algorithm", "seed", "mode", "R_tra", "length", "R_each",
+    assert list(results.columns[:10]) == ["method", "family", "seed", "mode", "R_tra", "length", "R_each",
                                           "MCD", "gini", "coverage"]
     assert {"ndcg@10", "ope_ips"} <= set(results.columns)
     assert not results.duplicated(["method", "seed", "mode"]).any()

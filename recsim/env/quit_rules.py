@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from recsim.errors import ConfigError, DataError
+from recsim.reward.table import RewardTable
 
 
 class QuitRule(Protocol):
@@ -196,3 +197,19 @@ def make_quit_rule(config: QuitRuleConfig, *, item_categories: np.ndarray | None
         off_diagonal = distance[~np.eye(len(distance), dtype=bool)]
         threshold = float(np.quantile(off_diagonal, config.distance_quantile))
     return ItemDistanceQuit(distance, threshold, config.window)
+
+
+def table_quit_rule(config: QuitRuleConfig, table: RewardTable, item_categories: np.ndarray) -> QuitRule:
+    """The quit rule `config` over the item columns of `table`, the one way every environment
+    (simulator, ground truth, logged replay) builds its rule.
+
+    The category rule reads the categories of the table's items; the distance rule reads the
+    distances between the table's columns of `table.mean`: the ground truth's in a ground-truth
+    environment, the learned model's in a simulator (a policy never trains on the truth).
+
+    Args:
+        config: the rule.
+        table: the environment's reward table (its `items` are dataset item ids).
+        item_categories: bool (n_columns, n_categories): categories of the table's columns.
+    """
+    return make_quit_rule(config, item_categories=item_categories, truth=table.mean)

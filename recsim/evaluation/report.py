@@ -32,7 +32,7 @@ from recsim.evaluation import exposure
 from recsim.evaluation.rollout import EpisodeLog, across_seeds
 from recsim.io import atomic_path, read_json
 
-FIRST_COLUMNS = ("method", "algorithm", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage")
+FIRST_COLUMNS = ("method", "family", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage")
 TABLE_METRICS = ("R_tra", "R_each", "length", "MCD", "gini", "coverage")
 
 
@@ -45,7 +45,7 @@ def collect_rows(run_dir: Path, eval_names: list[str]) -> pd.DataFrame:
             raise DataError(str(path), None, "evaluation results not found; run the pipeline first")
         info = read_json(path)
         for row in info["rows"]:
-            records.append({"method": info["method"], "algorithm": info.get("algorithm", ""),
+            records.append({"method": info["method"], "family": info.get("family", ""),
                             "seed": int(info["seed"]), **row})
     frame = pd.DataFrame.from_records(records)
     if frame.empty:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from recsim.io import write_json
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import algorithm_state, load_checkpoint, restore_algorithm, save_checkpoint
-from recsim.policy.presets import Budget
+from recsim.policy.methods import Budget
 
 
 @dataclasses.dataclass
@@ -67,7 +67,7 @@ def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: B
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
         record = run_epoch(epoch, epoch_seed)
         if evaluator is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
-            metrics = evaluator.evaluate(recommender, device, policy_seed=seed)
+            metrics = evaluator.evaluate(recommender, seed, device)
             record.update(metrics)
             logger.write("eval/epoch", epoch, {f"eval/{k}": v for k, v in metrics.items()})
         history.append(record)
