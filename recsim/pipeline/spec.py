@@ -26,7 +26,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-
 from recsim.config import build_dataclass, check_overrides, field_types, parse_value
 from recsim.env.config import EnvConfig
 from recsim.env.quit_rules import QuitRuleConfig
