@@ -528,6 +528,11 @@ CASES: list[Case] = [
      "spec.yaml: WorldConfig.label_noise"),
     ("run-world-huge", _run(_spec_edit("  world_seed: 0", "  world_seed: 0\n  world:\n    n_users: 1000000\n"
                                                           "    n_items: 1000000")), "n_users x n_items"),
+    ("run-quit-kind-unknown", _run(_tiny, "--set", "quit.kind=bogus"), "QuitRuleConfig.kind"),
+    ("run-quit-threshold-nan", _run(_tiny, "--set", "quit.leave_threshold=.nan"), "QuitRuleConfig.leave_threshold"),
+    ("run-env-max-turn-0", _run(_tiny, "--set", "env.max_turn=0"), "EnvConfig.max_turn"),
+    ("run-env-window-nan", _run(_tiny, "--set", "env.history_window=.nan"), "env.history_window"),
+    ("run-spec-seed-2^63", _run(_spec_edit("seeds: [0]", f"seeds: [{2**63}]")), "[0, 2^63)"),
     ("run-spec-seeds-negative", _run(_spec_edit("seeds: [0]", "seeds: [-4]")), "seeds"),
     ("run-out-user-folder", lambda c, ws: ["run", str(ws / "tiny.yaml"), "--out", str(user_folder(c))], "mine"),
     ("run-out-file", lambda c, ws: ["run", str(ws / "tiny.yaml"), "--out", str(copy(ws, "precious.txt", c))],
