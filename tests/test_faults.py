@@ -17,7 +17,7 @@ import pytest
 from recsim.cli import main
 from recsim.data.synthetic import generate_world
 from recsim.errors import OutputError
-from recsim.io import MARKER
+from recsim.io import MARKER, mark
 from recsim.outdir import exclusive, lock_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,6 +161,23 @@ def test_a_planted_pickle_as_user_model_weights_is_refused(user_model_dir, world
     torch.save(Planted(proof), model / "member0.pt")
     assert main(["user-model", "eval", "--model", str(model), "--data", str(world_dir)]) == 2
     assert "not a readable user model" in one_error_line(capsys.readouterr())
+    assert not proof.exists()
+
+
+def test_a_planted_pickle_as_a_user_model_checkpoint_never_runs(user_model_dir, world_dir, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    model = tmp_path / "um"
+    shutil.copytree(user_model_dir, model)
+    mark(model, "user_model")
+    proof = tmp_path / "proof.txt"
+    torch.save(Planted(proof), model / "checkpoints" / "member0.pt")
+    code = main(["user-model", "train", "--data", str(world_dir), "--out", str(model), "--members", "1", "--epochs",
+                 "1", "--batch-size", "1024", "--negative-rounds", "1", "--resume", "--quiet"])
+    assert code == 2
+    assert "checkpoints" in one_error_line(capsys.readouterr())
     assert not proof.exists()
 
 

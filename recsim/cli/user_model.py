@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import pickle
 from pathlib import Path
 
 from recsim.cli.arguments import (
@@ -28,8 +29,6 @@ def _dataset(path: Path):
 def load_model(directory: Path, device: str):
     """The ensemble saved in `directory`, refused with one line naming the folder when its files
     are corrupt, from another architecture or hold NaN or infinite weights."""
-    import pickle
-
     import torch
 
     from recsim.user_model.predict import load_ensemble
@@ -62,7 +61,11 @@ def _train(args: argparse.Namespace, out: Path) -> int:
         negative_rounds=args.negative_rounds, val_fraction=args.val_fraction, patience=args.patience,
         ips=args.ips, device=args.device, seed=args.seed, uncertainty=args.uncertainty,
     )
-    ensemble = train_ensemble(dataset, config, out, resume=args.resume, progress=not args.quiet)
+    try:
+        ensemble = train_ensemble(dataset, config, out, resume=args.resume, progress=not args.quiet)
+    except pickle.UnpicklingError as error:  # a checkpoint torch.load(weights_only=True) refused
+        reason = " ".join(str(error).split())[:200]
+        raise DataError(str(out / "checkpoints"), None, f"a checkpoint is not loadable as tensors ({reason})") from None
     metrics = write_outputs(ensemble, dataset, out, config.uncertainty, tuple(args.k), progress=not args.quiet)
     print(to_json(metrics))
     return 0
