@@ -136,9 +136,11 @@ def parse_value(text: str) -> Any:
     comma-separated list (`FB,NX_0`); text that is neither stays a string."""
     import yaml
 
+    from recsim.safe_yaml import check_expansion
+
     def scalar(part: str) -> Any:
         try:
-            return yaml.safe_load(part) if part.strip() else ""
+            return check_expansion(yaml.safe_load(part), "--set") if part.strip() else ""
         except yaml.YAMLError:
             return part
 

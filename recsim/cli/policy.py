@@ -14,34 +14,41 @@ from recsim.data.schema import Dataset
 from recsim.env import EnvConfig, QuitRuleConfig
 from recsim.errors import ConfigError, DataError
 from recsim.evaluation.online import EvalConfig, OnlineEvaluator
-from recsim.io import read_json, write_json
+from recsim.io import check_finite, load_npz, read_json, to_json, write_json
+from recsim.outdir import output_dir, output_file
 from recsim.policy.methods import METHODS, describe, get_method
 from recsim.policy.runtime import torch_device
 from recsim.policy.storage import load_policy, saved_config
 from recsim.policy.train import MethodInputs, method_config, train_method
 from recsim.policy.trackers import TRACKERS, TrackerConfig
 from recsim.reward.table import RewardTable
+from recsim.seeds import seed_argument
 
 EMBEDDINGS_FILE = "embeddings.npz"
 INPUTS_FILE = "inputs.json"
 """Where `policy train` records its input folders (a static baseline is rebuilt from them)."""
+POLICY_KIND = "policy"
+EVALUATION_KIND = "policy-evaluation"
 
 
-def _item_embeddings(directories: list[Path | None]) -> np.ndarray | None:
-    """The `item` array of the first `embeddings.npz` found in `directories`."""
+def _item_embeddings(directories: list[Path | None], n_items: int) -> np.ndarray | None:
+    """The `item` array, float32 (n_items, dim), of the first `embeddings.npz` in `directories`."""
     for directory in directories:
         if directory is not None and (directory / EMBEDDINGS_FILE).is_file():
-            with np.load(directory / EMBEDDINGS_FILE, allow_pickle=False) as z:
-                if "item" not in z.files:
-                    raise DataError(str(directory / EMBEDDINGS_FILE), "item", "missing array")
-                return z["item"].astype(np.float32)
+            path = directory / EMBEDDINGS_FILE
+            item = load_npz(path, ("item",))["item"]
+            if item.ndim != 2 or item.shape[0] != n_items or item.dtype.kind not in "fiu":
+                raise DataError(str(path), "item", f"{item.dtype} of shape {item.shape}, expected ({n_items}, dim) "
+                                                   "numbers: one row per item of the world")
+            check_finite(path, "item", item)
+            return item.astype(np.float32)
     return None
 
 
 def _disagreement_table(user_model: Path, reward: RewardTable, device: str) -> RewardTable:
-    from recsim.user_model.predict import load_ensemble
+    from recsim.cli.user_model import load_model
 
-    ensemble = load_ensemble(user_model, device)
+    ensemble = load_model(user_model, device)
     return ensemble.reward_table(reward.users, reward.items, uncertainty="disagreement")
 
 
@@ -50,7 +57,7 @@ def _inputs(method: str, world: Path, reward_dir: Path | None, user_model: Path 
     """The `MethodInputs` of `method` read from the command's folders."""
     spec = get_method(method)
     dataset = Dataset.load(world)
-    reward = RewardTable.load(reward_dir) if reward_dir is not None else None
+    reward = RewardTable.load(reward_dir, dataset) if reward_dir is not None else None
     if spec.reward not in ("none", "truth") and reward is None:
         raise ConfigError(f"method {spec.name!r} reads a reward table ({spec.reward}); pass --reward DIR")
     uncertainty = None
@@ -58,7 +65,7 @@ def _inputs(method: str, world: Path, reward_dir: Path | None, user_model: Path 
         if user_model is None:
             raise ConfigError(f"method {spec.name!r} needs --user-model DIR (ensemble disagreement)")
         uncertainty = _disagreement_table(user_model, reward, device)
-    item_embeddings = _item_embeddings([user_model, reward_dir]) if embeddings else None
+    item_embeddings = _item_embeddings([user_model, reward_dir], dataset.n_items) if embeddings else None
     return MethodInputs(dataset, reward, uncertainty, item_embeddings)
 
 
@@ -80,6 +87,11 @@ def _params(assignments: list[str], option: str = "--param") -> dict[str, object
 
 
 def train(args: argparse.Namespace) -> int:
+    with output_dir(args.out, POLICY_KIND, inputs=[args.world, args.reward, args.user_model]) as out:
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: Path) -> int:
     params = _params(args.param)
     for key, value in (("epochs", args.epochs), ("epoch_num_steps", args.steps), ("num_envs", args.num_envs),
                        ("batch_size", args.batch_size), ("eval_every", args.eval_every),
@@ -97,15 +109,15 @@ def train(args: argparse.Namespace) -> int:
                            env=env, quit=quit,
                            evaluation=EvalConfig(episodes=args.eval_episodes, seed=args.eval_seed), seed=args.seed,
                            device=args.device, progress=not args.quiet, where="--param")
-    run = train_method(config, inputs, args.out, resume=args.resume)
-    write_json(args.out / INPUTS_FILE, {k: None if v is None else str(Path(v).resolve()) for k, v in
+    run = train_method(config, inputs, out, resume=args.resume)
+    write_json(out / INPUTS_FILE, {k: None if v is None else str(Path(v).resolve()) for k, v in
                                         (("world", args.world), ("reward", args.reward),
                                          ("user_model", args.user_model))})
     for warning in run.warnings:
         print(f"recsim: warning: {run.name}: {warning}", file=sys.stderr)
     if not args.quiet:
         shown = {k: round(v, 4) for k, v in run.metrics.items()}
-        print(f"{run.name}: {json.dumps(shown)} ({run.wall_seconds:.1f} s) -> {args.out}")
+        print(f"{run.name}: {to_json(shown)} ({run.wall_seconds:.1f} s) -> {args.out}")
     return 0
 
 
@@ -126,6 +138,13 @@ def evaluate(args: argparse.Namespace) -> int:
     The evaluation starts from the run's own settings (quit rule, episode limit, history window,
     evaluation users), so `--mode NX_0` with the defaults reproduces the run's final metrics.
     """
+    if args.out is None:
+        return _evaluate(args, None)
+    with output_file(args.out, EVALUATION_KIND, inputs=[args.run, args.world, args.reward]) as out:
+        return _evaluate(args, out)
+
+
+def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     torch_device(args.device)
     config = saved_config(args.run)
     inputs = None
@@ -142,11 +161,11 @@ def evaluate(args: argparse.Namespace) -> int:
     evaluation = dataclasses.replace(config.evaluation, **changes)
     run_seed = args.seed if args.seed is not None else config.seed
     metrics = OnlineEvaluator(dataset, evaluation, config.env, config.quit).evaluate(policy, run_seed, args.device)
-    result = {"run": str(args.run), "world": str(args.world), "evaluation": evaluation, "run_seed": run_seed,
+    result = {"recsim": EVALUATION_KIND, "run": str(args.run), "world": str(args.world), "evaluation": evaluation, "run_seed": run_seed,
               "metrics": metrics}
-    if args.out is not None:
-        write_json(args.out, result)
-    print(json.dumps({k: round(v, 6) for k, v in metrics.items()}))
+    if out is not None:
+        write_json(out, result)
+    print(to_json({k: round(v, 6) for k, v in metrics.items()}))
     return 0
 
 
@@ -186,7 +205,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=None, help="evaluate in the ground-truth env every N epochs")
     p.add_argument("--eval-episodes", type=int, default=EvalConfig.episodes)
-    p.add_argument("--eval-seed", type=int, default=EvalConfig.seed)
+    seed_argument(p, "--eval-seed", EvalConfig.seed)
     p.add_argument("--algorithm", choices=("a2c", "ppo"), default=None, help="model-based learner (default a2c)")
     p.add_argument("--tracker", choices=sorted(TRACKERS), default=None,
                    help=f"state tracker (default {TrackerConfig.kind})")
@@ -200,7 +219,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "repeatable")
     p.add_argument("--no-embeddings", action="store_true", help="learn item embeddings from scratch")
     p.add_argument("--train-mode", default=None, help="simulator mode of model-based training (default NX_0)")
-    p.add_argument("--seed", type=int, default=0)
+    seed_argument(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
@@ -211,8 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--world", required=True, type=Path, help="a prepared dataset folder with ground truth")
     p.add_argument("--mode", default=None, help="FB, NX_0 or NX_<k> (default: the run's, NX_0)")
     p.add_argument("--episodes", type=int, default=None, help="evaluation users (default: the run's)")
-    p.add_argument("--eval-seed", type=int, default=None, help="seed of the evaluation users (default: the run's)")
-    p.add_argument("--seed", type=int, default=None, help="run seed of the policy's sampling (default: the run's)")
+    seed_argument(p, "--eval-seed", None, "seed of the evaluation users (default: the run's)")
+    seed_argument(p, "--seed", None, "run seed of the policy's sampling (default: the run's)")
     p.add_argument("--reward", type=Path, default=None,
                    help="a static baseline's reward-table folder (default: the one it was built from)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")

@@ -15,6 +15,7 @@ indexes that row (numpy's negative indexing), which never matches anything.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Protocol
 
 import numpy as np
@@ -167,11 +168,15 @@ class QuitRuleConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("category", "distance", "none"):
             raise ConfigError(f"QuitRuleConfig.kind: unknown {self.kind!r}; choose category, distance or none")
+        if isinstance(self.window, bool) or not isinstance(self.window, int):
+            raise ConfigError(f"QuitRuleConfig.window: must be an integer, got {self.window!r}")
+        if not math.isfinite(self.leave_threshold):
+            raise ConfigError(f"QuitRuleConfig.leave_threshold: must be a finite number, got {self.leave_threshold}")
         if self.kind != "none" and self.window < 1:
             raise ConfigError(f"QuitRuleConfig.window: must be >= 1, got {self.window}")
         if self.leave_threshold < 0:
             raise ConfigError(f"QuitRuleConfig.leave_threshold: must be >= 0, got {self.leave_threshold}")
-        if self.distance_quantile is not None and not 0.0 < self.distance_quantile < 1.0:
+        if self.distance_quantile is not None and not 0.0 < self.distance_quantile < 1.0:  # NaN fails too
             raise ConfigError("QuitRuleConfig.distance_quantile: must lie in (0, 1)")
 
 

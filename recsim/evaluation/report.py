@@ -331,15 +331,15 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, eval_na
 
 
 def evaluation_folders(run_dir: str | os.PathLike) -> list[str]:
-    """Names of the evaluation folders of a run (`eval-*` with a metrics.json): in the order the
-    run's report stage lists them (the spec's order) where it does, the rest sorted by name."""
+    """Names of the evaluation folders of a run (`eval-*` with a metrics.json): those the run's
+    report stage lists, in its order (the current spec's methods: folders left by an earlier,
+    larger spec are not shown); where no report stage exists, every one, sorted by name."""
     run_dir = Path(run_dir)
     found = {p.name for p in run_dir.glob("eval-*") if (p / "metrics.json").is_file()}
-    listed: list[str] = []
     config = run_dir / "report" / "config.json"
     if config.is_file():
-        listed = [name for name in read_json(config).get("evaluations", []) if name in found]
-    return listed + sorted(found - set(listed))
+        return [name for name in read_json(config).get("evaluations", []) if name in found]
+    return sorted(found)
 
 
 def summary_lines(results: pd.DataFrame, mode: str | None = None) -> str:

@@ -26,15 +26,14 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from recsim.config import build_dataclass, check_overrides, field_types, parse_value
 from recsim.env.config import EnvConfig
 from recsim.env.quit_rules import QuitRuleConfig
 from recsim.errors import ConfigError
 from recsim.evaluation.online import EvalConfig
+from recsim.safe_yaml import load_yaml_file
+from recsim.seeds import parse_seeds  # noqa: F401  (part of this module's API: sweeps and tests use it)
 
-SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
 REWARDS = ("user_model", "user_model_ips", "knn", "truth")
 
 
@@ -264,29 +263,6 @@ def component_sections() -> dict[str, type]:
 # ----------------------------------------------------------------------------- loading and overrides
 
 
-def parse_seeds(text: str) -> list[int]:
-    """Seeds from "0,1,2", "0-4" or a mix ("0-2,7")."""
-    seeds: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match = SEED_RANGE.match(part)
-        try:
-            if match:
-                low, high = int(match.group(1)), int(match.group(2))
-                if high < low:
-                    raise ConfigError(f"--seeds: empty range {part!r}")
-                seeds.extend(range(low, high + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--seeds: {part!r} is not an integer or a range a-b") from None
-    if not seeds:
-        raise ConfigError(f"--seeds: no seeds in {text!r}")
-    return seeds
-
-
 def parse_assignment(text: str) -> tuple[str, str]:
     """("a.b", "value") from "a.b=value"."""
     if "=" not in text:
@@ -386,12 +362,7 @@ def spec_from_dict(data: dict[str, Any], file: str = "<spec>") -> Spec:
 def read_spec_data(path: str | os.PathLike) -> dict[str, Any]:
     """The raw mapping of a YAML spec file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: spec file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    data = load_yaml_file(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from recsim.errors import ConfigError
+from recsim.errors import ConfigError, RecsimError
 from recsim.io import atomic_dir, read_json, write_json
 from recsim.pipeline.methods import MethodNeeds, method_inputs, method_needs
 from recsim.pipeline.spec import MethodSpec, Spec
@@ -118,9 +118,9 @@ def completed_content(directory: Path, key: str) -> str | None:
         return None
     try:
         info = read_json(marker)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecsimError):
         return None
-    if info.get("key") != key:
+    if not isinstance(info, dict) or info.get("key") != key:
         return None
     if content_hash(directory) != info.get("content"):
         return None
@@ -190,7 +190,7 @@ class Runner:
             start = time.perf_counter()
             (target / MARKER).unlink(missing_ok=True)
             self._remove_leftovers(stage.name)
-            with atomic_dir(target) as tmp:
+            with atomic_dir(target, "stage") as tmp:
                 write_json(tmp / "config.json", stage.config)
                 stage.run(tmp, self)
             content = content_hash(target)
