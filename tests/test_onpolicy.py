@@ -198,3 +198,18 @@ def test_batched_a2c_learns_in_the_ground_truth_simulator(table, quit_rule, tmp_
                                    batch_size=64))
     history = train_model_based(config, table, quit_rule, tmp_path / "learn").history
     assert history[-1]["train_return"] > 1.5 * history[0]["train_return"]
+
+
+def test_item_categorical_entropy_and_sampler_match_torchs_categorical_on_masked_logits():
+    from recsim.policy.actors import MASKED_VALUE, categorical_from_logits
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 50, generator=generator) * 3
+    logits[:, ::3] = MASKED_VALUE
+    ours, reference = categorical_from_logits(logits), torch.distributions.Categorical(logits=logits)
+    torch.testing.assert_close(ours.entropy(), reference.entropy())
+    torch.manual_seed(0)
+    draws = ours.sample((20_000,))
+    assert (draws % 3 != 0).all()  # a masked item is never drawn
+    frequencies = torch.stack([torch.bincount(draws[:, r], minlength=50) for r in range(4)]) / 20_000.0
+    assert (frequencies - reference.probs).abs().max() < 0.015

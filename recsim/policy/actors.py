@@ -40,6 +40,11 @@ class ItemCategorical(torch.distributions.Categorical):
     It needs one exp and one cumulative sum per entry and n uniforms per row fewer than the
     Gumbel-max trick: at 1,024 x 3,327 on 2 shared cores 21 ms against 63 ms for Gumbel-max
     (itself faster than `torch.multinomial`); sampling dominated data collection.
+
+    `entropy` is -sum exp(logp) logp over the normalised logits, without torch's second
+    softmax and clamp (masked logits are finite, `MASKED_VALUE`, so a masked item adds exactly
+    0): the same value, measured 25 % off the A2C update at 1,024 x 3,327, which computes the
+    entropy (and its gradient) even with ent_coef 0.
     """
 
     def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
@@ -52,6 +57,9 @@ class ItemCategorical(torch.distributions.Categorical):
             uniform = torch.rand(shape + (1,), dtype=torch.float64, device=cumulative.device)
             target = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
             return torch.searchsorted(cumulative, target, right=True).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.logits.exp() * self.logits).sum(dim=-1)
 
 
 def categorical_from_logits(logits_BA: torch.Tensor) -> torch.distributions.Categorical:
