@@ -16,7 +16,10 @@ world and budget, in one run:
   (the machine is shared with other jobs; the median is printed too).
 
 `steps_per_s` = environment steps of the epoch / wall time of `train_model_based` (setup of the
-network and environment included, the ground-truth evaluation off). Prints one JSON object.
+network and environment included, the ground-truth evaluation off). `collection_only` times the
+two collections alone with the same untrained policy (`BatchedCollector.collect` against
+`Collector.collect(n_episode=...)`), best of `--repeats`, to show how much of an epoch the
+update (the same tianshou code on both paths) takes. Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 import warnings
 
 import numpy as np
@@ -52,6 +56,40 @@ def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, args: 
     return {"steps": int(record["env_step"]), "seconds": round(result.wall_seconds, 3),
             "steps_per_s": round(record["env_step"] / result.wall_seconds),
             "train_return": round(float(record["train_return"]), 4)}
+
+
+def time_collections(table: RewardTable, quit_rule, args: argparse.Namespace, repeats: int) -> dict:
+    """Steps per second of collecting `args.episodes` episodes, batched and through tianshou's Collector."""
+    import torch
+    from tianshou.data import Collector, VectorReplayBuffer
+
+    from recsim.env import BatchedRecEnv, EnvConfig
+    from recsim.policy.actors import build_tracker
+    from recsim.policy.model_based import AgentConfig, build_agent
+    from recsim.policy.onpolicy import BatchedCollector
+    from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=args.num_envs, seed=0, breakdown=False)
+    agent = AgentConfig()
+    algorithm = build_agent(agent, env.n_items, build_tracker(agent.tracker, env.n_items, None, 10), env)
+    scale = FeedbackScale(float(table.mean.min()), float(table.mean.max()))
+    batched = BatchedCollector(algorithm.policy, env, scale)
+    venv = ScaledFeedbackVectorEnv(env, scale)
+    collector = Collector(algorithm.policy, venv, VectorReplayBuffer(args.episodes * env.limit * 2, args.num_envs))
+    rates: dict[str, list[float]] = {"batched": [], "tianshou_collector": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        start = time.perf_counter()
+        steps = batched.collect(args.episodes).n_steps
+        rates["batched"].append(steps / (time.perf_counter() - start))
+        collector.reset(reset_buffer=True)
+        start = time.perf_counter()
+        steps = collector.collect(n_episode=args.episodes).n_collected_steps
+        rates["tianshou_collector"].append(steps / (time.perf_counter() - start))
+    best = {k: round(max(v[1:])) for k, v in rates.items()}
+    return {**{f"{k}_best_steps_per_s": v for k, v in best.items()},
+            "ratio_best": round(best["batched"] / best["tianshou_collector"], 1)}
 
 
 def summary(runs: list[dict]) -> dict:
@@ -86,6 +124,7 @@ def main() -> None:
         runs["batched"].append(time_epoch("batched", table, quit_rule, batched_steps, args))
         runs["tianshou"].append(time_epoch("tianshou", table, quit_rule, tianshou_steps, args))
     batched, baseline = summary(runs["batched"]), summary(runs["tianshou"])
+    collections = time_collections(table, quit_rule, args, repeats)
     result = {
         "benchmark": "policy_training",
         "quick": args.quick,
@@ -100,6 +139,7 @@ def main() -> None:
         "batched": batched,
         "tianshou_collector": baseline,
         "ratio_best": round(batched["best_steps_per_s"] / baseline["best_steps_per_s"], 1),
+        "collection_only": collections,
         "targets": {"ratio_at_least": 10, "batched_steps_per_s_at_least": 30_000},
     }
     print(json.dumps(result, indent=2))
