@@ -11,8 +11,8 @@ ground truth (NX_0, category quit rule N = 4, threshold 0) scores it after every
 - one change each: `ent_0.01`, `ent_0.1` (policy-entropy bonus); `users_1000` (1,000 users and
   episodes per update, minibatch 64); `users_1000_mb1024` (... minibatch 1,024: 16x fewer
   gradient steps); `ppo` (tianshou PPO: clipped ratio, per-minibatch advantage normalisation,
-  4 passes); `gae_0.95` (the critic bootstraps the advantage); `window_4` (the tracker averages
-  the last 4 steps, the quit rule's window).
+  4 passes); `ppo_ent_0.01`, `ppo_gae_0.95` (two changes); `gae_0.95` (the critic bootstraps the advantage);
+  `window_4` (the tracker averages the last 4 steps, the quit rule's window).
 
 The user model is the quickstart's (2 DeepFM members, 1 epoch, shared by every run). Per run:
 the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs (the
@@ -47,6 +47,8 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "users_1000": ({}, many),
         "users_1000_mb1024": ({}, {**many, "batch_size": 1024}),
         "ppo": ({"algorithm": "ppo", "repeat": 4}, {}),
+        "ppo_ent_0.01": ({"algorithm": "ppo", "repeat": 4, "ent_coef": 0.01}, {}),
+        "ppo_gae_0.95": ({"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}, {}),
         "gae_0.95": ({"gae_lambda": 0.95}, {}),
         "window_4": ({"tracker": TrackerConfig(window=4)}, {}),
     }

@@ -5,7 +5,8 @@
 - `actors`: the masked discrete actor (already-recommended items get no probability in NX modes).
 - `presets`: methods as data (MBPO, MOPO, DORL, ROLeR, IPS, ours; offline and static baselines)
   and the CPU and paper training budgets.
-- `model_based`: A2C / PPO in the penalised simulator; `offline`: discrete BCQ, CQL, CRR and SQN
+- `model_based`: A2C / PPO in the penalised simulator (`onpolicy`: the batched collection that
+  feeds tianshou's update); `offline`: discrete BCQ, CQL, CRR and SQN
   (`sqn`) on a buffer replayed from the log; `static`: random, most popular, greedy, epsilon-greedy, UCB.
 - `base`: the common `Recommender.act(observations, mask) -> items` interface; `train`: the
   single entry point `run_policy`; `evaluator`: the ground-truth evaluation during and after
