@@ -14,7 +14,7 @@ Two collection paths feed tianshou 2's own A2C / PPO update (`ModelBasedConfig.c
   many simulated users at once in arrays and hands them to `algorithm.update` (tianshou's GAE,
   losses and optimiser). The default: `benchmarks/policy_training.py` (KuaiRec scale, NX_0,
   1,000 users and episodes per update, minibatch 1,024, best of 3 on 2 shared cores) measured
-  2,803 environment steps/s end to end against 1,686 for the `Collector` path; the update,
+  2,926 environment steps/s end to end against 1,775 for the `Collector` path; the update,
   the same tianshou code on both paths, takes most of the time left.
 - `"tianshou"`: tianshou's `OnPolicyTrainer.execute_epoch` over its `Collector` on
   `recsim.env.TianshouVectorEnv` (the previous path, kept selectable).
