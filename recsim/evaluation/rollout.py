@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recsim.env.batched import BatchedRecEnv
 from recsim.env.config import EnvConfig
@@ -34,6 +33,7 @@ from recsim.errors import DataError
 from recsim.evaluation import exposure
 from recsim.evaluation.bootstrap import mean_interval
 from recsim.io import save_npz
+from recsim.progress import progress_bar
 from recsim.reward.table import RewardTable
 from recsim.seeding import child_seeds, seeded_scope
 
@@ -107,7 +107,7 @@ def rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule |
         user_seed: seed of the set of users (see the module docstring).
         env_config: max_turn and history_window (its mode is replaced by `mode`).
         batch_size: episodes stepped together.
-        progress: show a tqdm bar over batches.
+        progress: show a progress bar over batches (`recsim.progress`).
         policy_seed: seed of a stochastic policy's sampling (default `user_seed`): the policy's
             `reseed(seed)` is called when it has one, and torch's and numpy's global generators
             (which tianshou policies sample from) are seeded inside the rollout and restored after.
@@ -135,7 +135,7 @@ def _rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule 
     lengths = np.zeros(n_episodes, dtype=np.int64)
     quit_flags = np.zeros(n_episodes, dtype=bool)
     starts = range(0, n_episodes, batch_size)
-    for start in tqdm(starts, desc=f"rollout {config.mode}", disable=not progress or len(starts) < 2, leave=False):
+    for start in progress_bar(starts, f"rollout {config.mode}", enabled=progress and len(starts) > 1, leave=False):
         stop = min(start + batch_size, n_episodes)
         env = BatchedRecEnv(table, quit_rule, config, users=None, num_envs=stop - start, seeds=seeds[start:stop],
                             breakdown=False)

@@ -54,6 +54,7 @@ from recsim.policy.presets import Budget
 from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
 from recsim.policy.trackers import TrackerConfig
+from recsim.progress import is_live
 from recsim.reward.entropy import EntropyTable
 from recsim.reward.penalty import PenalisedReward, PenaltyConfig
 from recsim.reward.table import RewardTable
@@ -123,7 +124,7 @@ class ModelBasedConfig:
         evaluation: the ground-truth evaluation.
         seed: seeds the networks, the simulator's users and the policy's sampling.
         device: "cpu" or "cuda[:n]".
-        progress: show tqdm bars.
+        progress: show progress bars (tianshou's only on a terminal; `recsim.progress`).
         torch_threads: torch intra-op threads during the run (None: torch's default).
     """
 
@@ -235,7 +236,7 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
         epoch_num_steps=budget.epoch_num_steps, collection_step_num_env_steps=None,
         collection_step_num_episodes=budget.episodes_per_collect, batch_size=budget.batch_size,
         update_step_num_repetitions=config.agent.repeat, logger=logger, resume_from_log=resumed,
-        verbose=False, show_progress=config.progress)
+        verbose=False, show_progress=config.progress and is_live())
     trainer = algorithm.create_trainer(params)
     trainer.reset()
     recommender = TianshouRecommender(algorithm.policy, config.method,

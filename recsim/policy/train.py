@@ -56,7 +56,7 @@ class PolicyRunConfig:
         evaluation: the ground-truth evaluation.
         seed: the run's seed.
         device: "cpu" or "cuda[:n]".
-        progress: tqdm bars.
+        progress: progress bars (`recsim.progress`).
         torch_threads: torch intra-op threads during training (None: torch's default).
     """
 
