@@ -88,7 +88,7 @@ def _presets_for(dataset: str) -> dict[str, PenaltyConfig]:
 
 
 PRESETS: dict[str, dict[str, PenaltyConfig]] = {name: _presets_for(name) for name in DATASETS}
-"""PRESETS[dataset][method] -> PenaltyConfig, for methods mbpo, mopo, dorl, roler."""
+"""`PRESETS[dataset][method] -> PenaltyConfig`, for methods mbpo, mopo, dorl, roler."""
 
 
 def preset(dataset: str, method: str) -> PenaltyConfig:
