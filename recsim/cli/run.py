@@ -10,7 +10,12 @@ from recsim.errors import ConfigError
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsim.evaluation.report import collect_rows, evaluation_folders, summary_lines
+    from recsim.evaluation.report import (
+        collect_rows,
+        evaluation_folders,
+        summary_lines,
+        write_overrides,
+    )
     from recsim.pipeline.spec import load_spec, parse_seeds
     from recsim.pipeline.stages import run_spec
 
@@ -20,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         spec.progress = False
     if args.raw is not None:
         spec.data.raw_dir = str(args.raw)
+    write_overrides(args.out, args.spec, args.set, args.seeds, args.raw)
     results = run_spec(spec, args.out, stream=sys.stderr)
     reused = sum(r.reused for r in results)
     frame = collect_rows(Path(args.out), evaluation_folders(args.out))
