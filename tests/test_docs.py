@@ -44,3 +44,19 @@ def test_every_python_block_compiles_and_imports_existing_names(page):
                 module = importlib.import_module(node.module)
                 missing = [a.name for a in node.names if not hasattr(module, a.name)]
                 assert not missing, f"{page.name}: {node.module} has no {missing}"
+
+
+def test_the_package_cites_only_what_it_ships():
+    """Docstrings and specs cite docs pages of the repository (which must exist) or papers,
+    never a file outside it."""
+    root = DOCS.parent
+    outside = "REFERENCE" + ".md"
+    cited = re.compile(r"docs/([\w/-]+\.md)")
+    files = [p for folder in ("recsim", "pipelines", "benchmarks", "tests") for p in (root / folder).rglob("*")
+             if p.suffix in (".py", ".yaml") and p.is_file()]
+    assert files
+    for path in files:
+        text = path.read_text()
+        assert outside not in text, f"{path.relative_to(root)} cites {outside}, which is not in the repository"
+        for page in cited.findall(text):
+            assert (DOCS / page).is_file(), f"{path.relative_to(root)} cites docs/{page}, which does not exist"

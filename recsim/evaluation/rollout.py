@@ -1,12 +1,12 @@
 """Online evaluation: roll a policy in the ground-truth environment and summarise its episodes.
 
-Protocol (DORL / ROLeR, REFERENCE.md §2-§3): the ground-truth environment is the simulator over
+Protocol (DORL / ROLeR, docs/protocol.md): the ground-truth environment is the simulator over
 `RewardTable.from_truth(...)` with the raw reward. For a mode (FB, NX_0, NX_k), a fixed, seeded
 set of `n_episodes` users is evaluated: episode j runs on stream `child_seeds(user_seed,
 n_episodes)[j]` of the counter-based user sampler (`recsim.env.config`), so every method, mode
 and run seed meets exactly the same users, and the users do not depend on the policy's actions.
 
-Metrics of one rollout (REFERENCE.md §3):
+Metrics of one rollout (docs/protocol.md, "Metrics"):
 
 - R_tra = mean over episodes of the cumulative true reward; length = mean episode length;
   R_each = R_tra / length (as published: a ratio of means, not a mean of ratios);

@@ -1,4 +1,4 @@
-"""The ground-truth evaluation of a policy during and after training (REFERENCE.md §2-3).
+"""The ground-truth evaluation of a policy during and after training (docs/protocol.md).
 
 `GroundTruthEvaluator` builds a dataset's ground-truth environment (its truth matrix, the
 dataset's quit rule, NX_0 by default) and rolls a policy out with the evaluation's one rollout

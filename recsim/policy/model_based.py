@@ -1,6 +1,6 @@
 """Model-based policies: A2C (or PPO) trained in the penalised simulator (MBPO, MOPO, DORL, ROLeR).
 
-Published set-up (DORL SIGIR'23 / ROLeR CIKM'24, REFERENCE.md §1.5): a state tracker over the
+Published set-up (DORL SIGIR'23 / ROLeR CIKM'24, docs/methods.md): a state tracker over the
 last items and rewards, a shared MLP 64-64, a softmax over all items (actor) and V(s) (critic);
 A2C with gamma 0.9, GAE lambda 1, value coefficient 0.5, no entropy regularisation, lr 1e-3,
 100 parallel simulated users, 100 episodes per collection, minibatch 1024, 200 epochs of

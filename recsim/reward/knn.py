@@ -5,7 +5,7 @@ indicator vector (see `recsim.reward.indicators`), and estimate the reward of ev
 neighbours' logged feedback (see `recsim.reward.aggregate`). The result is a `RewardTable`, the
 same object the user model produces, so the simulator treats both alike.
 
-Differences from the published code (REFERENCE.md §1.4), on purpose:
+Differences from the published code (docs/protocol.md, deviations), on purpose:
 
 - The search runs on faiss (exact inner product on L2-normalised float32 rows for cosine; L2 or
   an approximate HNSW / IVF index as options) with top-k selection, instead of a dense float64
@@ -46,7 +46,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "yahoo": dict(k=20, indicator="predicted"),
     "synthetic": dict(k=30, indicator="logged", cap=5.0),
 }
-"""Per-dataset defaults from REFERENCE.md §1.4 (k and indicator of the ROLeR paper; KuaiRec reads
+"""Per-dataset defaults of ROLeR (docs/methods.md; k and indicator of the ROLeR paper; KuaiRec reads
 the raw watch ratio capped at 5 whatever the training label); the synthetic world is KuaiRec-like
 and gets KuaiRec's settings."""
 

@@ -1,6 +1,6 @@
 """Penalised reward of the learned simulator: MBPO, MOPO, DORL and ROLeR as data.
 
-Formula (DORL, SIGIR 2023; REFERENCE.md §1.3), for user u, recommended item a and the episode's
+Formula (DORL, SIGIR 2023; docs/methods.md), for user u, recommended item a and the episode's
 earlier items:
 
     r_pen = rhat(u, a) - lambda_U * U(u, a) + lambda_E * sum_k H_k(last k items incl. a) - MIN_R
@@ -65,7 +65,7 @@ PUBLISHED = {
     "kuairec": {"mopo": (0.05, 0.0), "dorl": (0.05, 5.0)},
     "kuairand": {"mopo": (0.01, 0.0), "dorl": (0.01, 0.05)},
 }
-"""(lambda_U, lambda_E) reported in the DORL paper (REFERENCE.md §1.3)."""
+"""(lambda_U, lambda_E) reported in the DORL paper (docs/methods.md)."""
 
 DEFAULT_WEIGHTS = {"mopo": (0.05, 0.0), "dorl": (0.05, 5.0)}
 """Weights for datasets without published values (coat, yahoo, movielens-100k, synthetic): the

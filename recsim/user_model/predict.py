@@ -1,6 +1,6 @@
 """A trained ensemble: reward tables, per-pair predictions and embeddings.
 
-Reward table (REFERENCE.md §1.1): over users x items, `mean` is the mean over members of each
+Reward table (docs/methods.md, "The user model"): over users x items, `mean` is the mean over members of each
 member's predicted reward, and `uncertainty` is one of
 
 - `max_variance`: max over members of the predicted variance exp(s) (the MOPO penalty, as in the

@@ -1,4 +1,4 @@
-"""Training the DeepFM ensemble (DORL's user model, REFERENCE.md §1.1).
+"""Training the DeepFM ensemble (DORL's user model, docs/methods.md).
 
 Per member k (seed `member_seeds[k]`, see below):
 
@@ -12,7 +12,7 @@ Per member k (seed `member_seeds[k]`, see below):
        regression: sum_B w (yhat - y)^2 exp(-s) + w s   (+ deepctr's L2 terms)
        binary:     sum_B w BCE(sigmoid(yhat), y)        (+ deepctr's L2 terms)
 
-   the heteroscedastic Gaussian NLL of REFERENCE.md §1.1 (up to constants), written per example
+   the heteroscedastic Gaussian NLL of DORL's user model (up to constants), written per example
    (logged rows with their label, negatives with target 0), with Adam;
 4. after each epoch the weighted mean validation loss decides early stopping (`patience`); the
    best epoch's weights are kept. A checkpoint (weights, optimizer, early-stopping state) is
