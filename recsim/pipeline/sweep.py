@@ -132,7 +132,11 @@ def plan_tasks(config: SweepConfig) -> list[Task]:
 
 def run_task(task: Task) -> list[dict[str, Any]]:
     """Run one (point, seed) pipeline quietly; return its results rows with the point's keys."""
-    from recsim.evaluation.report import collect_rows, evaluation_folders, write_overrides
+    from recsim.evaluation.report import (
+        collect_rows,
+        evaluation_folders,
+        write_overrides,
+    )
     from recsim.pipeline.spec import load_spec
     from recsim.pipeline.stages import run_spec
 
