@@ -68,8 +68,8 @@ class LineProgress:
             for item in self.iterable:
                 yield item
                 self.n += 1
-                if time.monotonic() - self.last_line >= self.interval:
-                    self._line()
+                if self.n != self.total and time.monotonic() - self.last_line >= self.interval:
+                    self._line()  # the last item's line is the closing one
         finally:
             self.close()
 
