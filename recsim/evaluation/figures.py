@@ -263,7 +263,7 @@ def figure_training(user_model: dict[str, list[dict[str, Any]]], curves: dict[st
             for k, history in enumerate(members):
                 epochs.update(int(h["epoch"]) for h in history)
                 ax.plot([h["epoch"] for h in history], [h["val_loss"] for h in history], color=greys[k % 3],
-                        linestyle=("-", "--", ":")[j % 3], marker="os^Dv"[k % 5], markersize=4, label=f"{name} m{k}")
+                        linestyle=("-", "--", ":")[j % 3], marker="os^Dv"[j % 5], markersize=5, label=f"{name} m{k}")
         ax.set_xticks(sorted(epochs))
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation loss")
