@@ -8,7 +8,7 @@ Pipeline (all through the public APIs, inside this run):
    static scorers), its disagreement table ("ours") and its item embeddings (trackers).
 3. The same ensemble trained with IPS weights (the "ips" method's simulator).
 4. ROLeR's kNN table (`recsim.reward.knn.build_knn_reward_table`, the dataset's defaults).
-5. Each method of `recsim.policy.presets.METHODS` with `run_policy` on the CPU budget, seeds
+5. Each method of `recsim.policy.methods.METHODS` with `train_method` (the CLI's and the pipeline's path) on the CPU budget, seeds
    0, 1, 2, evaluated in the ground-truth environment in NX_0 (category quit rule, N = 4,
    threshold 0, 100 episodes from a fixed set of users shared by all methods).
 
@@ -79,7 +79,7 @@ def _finished_run(out: Path, config) -> dict | None:
     results, saved = out / "results.json", out / "config.json"
     if not (results.is_file() and saved.is_file()):
         return None
-    if read_json(saved).get("run") != _as_json(config):
+    if read_json(saved).get("method") != _as_json(config):
         return None
     return read_json(results)
 
@@ -105,8 +105,8 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
     import torch
 
     from recsim.data.synthetic import generate_world
-    from recsim.policy.presets import METHODS
-    from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
+    from recsim.policy.methods import METHODS
+    from recsim.policy.train import MethodInputs, method_config, train_method
     from recsim.reward.knn import build_knn_reward_table, default_config
 
     torch.set_num_threads(threads)
@@ -143,11 +143,11 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
             settings["offline"] if preset.family == "offline" else {})
         per_seed, walls = [], []
         for seed in seeds:
-            inputs = PolicyInputs(world, tables.get(preset.reward), disagreement, item_embeddings)
-            config = PolicyRunConfig(preset=name, budget="cpu", seed=seed, progress=False, **family_overrides)
+            inputs = MethodInputs(world, tables.get(preset.reward), disagreement, item_embeddings)
+            config = method_config(name, world.name, params=family_overrides, seed=seed, progress=False)
             finished = _finished_run(workdir / name / str(seed), config)
             if finished is None:
-                outcome = run_policy(config, inputs, workdir / name / str(seed))
+                outcome = train_method(config, inputs, workdir / name / str(seed))
                 metrics, wall = outcome.metrics, outcome.wall_seconds
             else:
                 metrics, wall = finished["metrics"], finished["wall_seconds"]
@@ -206,7 +206,7 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
 
 
 def main() -> None:
-    from recsim.policy.presets import METHODS
+    from recsim.policy.methods import METHODS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes and budgets")

@@ -53,16 +53,17 @@ def _returns(log, shift: float) -> dict:
 
 
 def simulator_against_truth(world, table, episodes: int) -> dict:
+    from recsim.env import EnvConfig
+    from recsim.evaluation.online import EvalConfig, OnlineEvaluator
     from recsim.evaluation.rollout import rollout
-    from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
     from recsim.policy.static import GreedyRecommender, QuitAwareGreedyRecommender
 
     evaluation = EvalConfig(episodes=episodes)
-    truth = GroundTruthEvaluator(world, evaluation)
+    truth = OnlineEvaluator(world, evaluation)
     out = {}
     for policy in (GreedyRecommender(table), QuitAwareGreedyRecommender(table, truth.quit_rule)):
         simulated = rollout(policy, table, evaluation.mode, truth.quit_rule, episodes, user_seed=evaluation.seed,
-                            env_config=evaluation.env_config())
+                            env_config=EnvConfig(mode=evaluation.mode))
         out[policy.name] = {"simulator_mbpo": _returns(simulated, float(table.mean.min())),
                             "ground_truth": _returns(truth.rollout(policy), 0.0)}
     return out
@@ -70,30 +71,22 @@ def simulator_against_truth(world, table, episodes: int) -> dict:
 
 def mbpo_entropy_sweep(world, table, item_embeddings: np.ndarray, seeds: list[int], workdir: Path,
                        budget_overrides: dict) -> dict:
-    from recsim.env import make_quit_rule
-    from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator, table_item_categories
-    from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
-    from recsim.policy.presets import budget, method, method_penalty
+    from recsim.policy.train import MethodInputs, method_config, train_method
 
-    evaluation = EvalConfig()
-    evaluator = GroundTruthEvaluator(world, evaluation)
-    rule = make_quit_rule(evaluation.quit, item_categories=table_item_categories(world, table), truth=table.mean)
-    run_budget = budget("cpu", "model_based", **budget_overrides)
+    inputs = MethodInputs(world, table, None, item_embeddings)
     out = {}
     for ent_coef in ENT_COEFS:
         runs = []
         for seed in seeds:
-            config = ModelBasedConfig(method="mbpo", penalty=method_penalty(method("mbpo"), world.name),
-                                      budget=run_budget, agent=AgentConfig(algorithm="a2c", ent_coef=ent_coef),
-                                      evaluation=evaluation, seed=seed, progress=False)
-            result = train_model_based(config, table, rule, workdir / f"mbpo-ent{ent_coef}" / str(seed),
-                                       evaluator=evaluator, item_embeddings=item_embeddings, resume=True)
+            config = method_config("mbpo", world.name, params={**budget_overrides, "ent_coef": ent_coef}, seed=seed,
+                                   progress=False)
+            result = train_method(config, inputs, workdir / f"mbpo-ent{ent_coef}" / str(seed), resume=True)
             epochs = [{k: h[k] for k in ("epoch", "train_return", "R_tra", "length", "MCD", "coverage")}
                       for h in result.history]
-            runs.append({"seed": seed, "final": {k: result.final[k] for k in ("R_tra", "length", "MCD", "coverage")},
+            runs.append({"seed": seed, "final": {k: result.metrics[k] for k in ("R_tra", "length", "MCD", "coverage")},
                          "epochs": epochs})
-            print(f"mbpo ent_coef {ent_coef} seed {seed}: R_tra {result.final['R_tra']:.3f} "
-                  f"length {result.final['length']:.2f}", file=sys.stderr, flush=True)
+            print(f"mbpo ent_coef {ent_coef} seed {seed}: R_tra {result.metrics['R_tra']:.3f} "
+                  f"length {result.metrics['length']:.2f}", file=sys.stderr, flush=True)
         out[str(ent_coef)] = {"R_tra_mean": float(np.mean([r["final"]["R_tra"] for r in runs])),
                               "length_mean": float(np.mean([r["final"]["length"] for r in runs])), "runs": runs}
     return out
@@ -130,7 +123,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         ensemble = bench._user_model(world, settings["user_model"], workdir / "user_model", ips=False, seed=0)
         table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
-        item_embeddings = ensemble.embeddings()[1][np.asarray(table.items, dtype=np.int64)]
+        item_embeddings = ensemble.embeddings()[1]
         ips = bench._user_model(world, settings["user_model"], workdir / "user_model_ips", ips=True, seed=0)
         ips_table = ips.reward_table(world.truth_users, world.truth_items, "max_variance")
         result = {

@@ -23,3 +23,13 @@ class DataError(RecsimError):
 
 class ConfigError(RecsimError):
     """A configuration value (CLI flag, YAML key, dataclass field) is unknown or invalid."""
+
+
+class OutputError(RecsimError):
+    """An output path (`--out`) that recsim must not write: a user's file or folder, an input,
+    or a folder another recsim process is writing."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {problem}")
+

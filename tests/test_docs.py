@@ -25,14 +25,14 @@ def test_python_api_example_runs(tmp_path, monkeypatch, capsys):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        exec(compile(blocks[0], "docs/python-api.md", "exec"), {"__name__": "docs_example"})  # noqa: S102 (the page's own code)
+        exec(compile(blocks[0], "docs/python-api.md", "exec"), {"__name__": "docs_example"})
     finally:
         torch.set_num_threads(threads)
     printed = capsys.readouterr().out
     metrics = ast.literal_eval(printed.strip().splitlines()[-1])
     assert set(metrics) == {"R_tra", "length", "R_each", "MCD"}
     assert metrics["R_tra"] > 0 and 1 <= metrics["length"] <= 30
-    assert (tmp_path / "runs" / "api" / "dorl" / "policy.pt").is_file()
+    assert (tmp_path / "runs" / "api" / "dorl" / "policy.json").is_file()
 
 
 @pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: str(p.relative_to(DOCS)))

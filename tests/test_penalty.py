@@ -76,7 +76,9 @@ def test_presets():
     for dataset, methods in PRESETS.items():
         assert methods["mbpo"] == PenaltyConfig(0.0, 0.0)
         assert methods["roler"] == methods["dorl"]
-    assert preset("coat", "dorl").lambda_E > 0
+    # the released code's Coat / Yahoo commands: lambda_U 0.005 and no entropy bonus (no timestamps)
+    assert preset("coat", "dorl") == preset("yahoo", "mopo") == PenaltyConfig(0.005, 0.0)
+    assert preset("movielens-100k", "dorl").lambda_E > 0
     with pytest.raises(ConfigError):
         preset("kuairec", "magic")
 

@@ -15,13 +15,14 @@ import yaml
 
 from recsim.cli import main
 from recsim.errors import ConfigError
+from recsim.io import MARKER as OUTPUT_MARKER
 from recsim.io import read_json
 from recsim.pipeline.spec import load_spec, parse_seeds, spec_from_dict
 from recsim.pipeline.stages import MARKER, Runner, Stage, content_hash
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "pipelines" / "tiny.yaml"
-FAST = ["--set", "evaluation.modes=FB,NX_0", "--set", "evaluation.n_episodes=30", "--quiet"]
+FAST = ["--set", "evaluation.modes=FB,NX_0", "--set", "evaluation.episodes=30", "--quiet"]
 
 
 def write_spec(tmp_path: Path, data: dict) -> Path:
@@ -56,7 +57,7 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path, change, key):
 
 @pytest.mark.parametrize("change, key", [
     (lambda d: d["user_model"].update(epochs="two"), "user_model.epochs"),
-    (lambda d: d["evaluation"].update(n_episodes=1.5), "evaluation.n_episodes"),
+    (lambda d: d["evaluation"].update(episodes=1.5), "evaluation.episodes"),
     (lambda d: d.update(seeds="x"), "seeds"),
     (lambda d: d["data"].update(world_seed=True), "data.world_seed"),
     (lambda d: d["quit"].update(window="4"), "quit.window"),
@@ -72,7 +73,7 @@ def test_wrong_type_names_the_key_and_the_file(tmp_path, change, key):
 
 def test_invalid_values_and_unknown_choices_are_config_errors(tmp_path):
     for change in (lambda d: d["evaluation"].update(modes=["XX"]),
-                   lambda d: d["methods"][0].update(algorithm="nope"),
+                   lambda d: d["methods"][0].update(method="nope"),
                    lambda d: d["data"].update(name="netflix"),
                    lambda d: d["methods"].append(dict(d["methods"][0]))):
         data = tiny_data()
@@ -102,9 +103,9 @@ def test_set_overrides_are_coerced_to_field_types():
 def test_override_of_aliased_yaml_params_changes_one_method(tmp_path):
     path = tmp_path / "anchors.yaml"
     path.write_text("methods:\n"
-                    "  - {name: a, algorithm: random}\n"
-                    "  - {name: g1, algorithm: greedy, penalty: {}, params: &p {}}\n"
-                    "  - {name: g2, algorithm: greedy, params: *p}\n")
+                    "  - {name: a, method: random}\n"
+                    "  - {name: g1, method: greedy, params: &p {}}\n"
+                    "  - {name: g2, method: greedy, params: *p}\n")
     spec = load_spec(path, ["methods.g1.reward=knn"])
     assert [m.reward for m in spec.methods] == ["user_model", "knn", "user_model"]
     assert spec.methods[1].params is not spec.methods[2].params
@@ -120,7 +121,7 @@ def test_parse_seeds():
 
 
 def test_spec_from_dict_defaults():
-    spec = spec_from_dict({"methods": [{"name": "r", "algorithm": "random"}]})
+    spec = spec_from_dict({"methods": [{"name": "r", "method": "random"}]})
     assert spec.data.name == "synthetic" and spec.seeds == [0]
 
 
@@ -258,7 +259,8 @@ def test_killed_run_resumes_to_identical_results(reference_run, tmp_path, capsys
     assert main(["run", str(TINY), "--out", str(out), *FAST]) == 0
     err = capsys.readouterr().err
     assert "data: reused" in err and "user_model-s0: running" in err
-    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # the killed attempt's temp folder
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != OUTPUT_MARKER]
+    assert not leftovers  # the killed attempt's temp folder
     # same seed, same results: the resumed run equals the uninterrupted reference run
     assert (out / "report" / "results.csv").read_bytes() == (reference_run / "report" / "results.csv").read_bytes()
 
@@ -280,21 +282,22 @@ def test_missing_raw_files_is_one_line_error(tmp_path, capsys):
 
 def test_run_seeds_change_a_stochastic_policy_not_the_users():
     from recsim.data.synthetic import generate_world
-    from recsim.pipeline.evaluate import evaluate_policy
-    from recsim.pipeline.agents import PipelinePolicy
-    from recsim.policy.static import RandomRecommender
+    from recsim.pipeline.evaluation import evaluate_method
     from recsim.pipeline.spec import EvaluationSpec
+    from recsim.policy.static import RandomRecommender
+    from recsim.policy.train import method_config
 
     world = generate_world("tiny", 0)
-    spec = EvaluationSpec(modes=["NX_0"], n_episodes=20, ope=["snips"], n_bootstrap=10)
+    spec = EvaluationSpec(modes=["NX_0"], episodes=20, ope=["snips"], n_bootstrap=10)
     logs = {}
     for run_seed in (0, 1):
-        rows, by_mode = evaluate_policy(PipelinePolicy(RandomRecommender(123)), world, spec, {}, {}, None, run_seed)
+        config = method_config("random", "synthetic", seed=run_seed)
+        rows, by_mode = evaluate_method(RandomRecommender(123), world, config, spec, None)
         logs[run_seed] = by_mode["NX_0"]
         assert abs(rows[0]["ope_snips"] - rows[0]["ope_truth"]) < 0.5
     assert (logs[0].users == logs[1].users).all()
     assert not (logs[0].items == logs[1].items).all()
-    again, _ = evaluate_policy(PipelinePolicy(RandomRecommender(123)), world, spec, {}, {}, None, 1)
+    again, _ = evaluate_method(RandomRecommender(123), world, method_config("random", "synthetic", seed=1), spec, None)
     assert again[0]["R_tra"] == logs[1].returns.mean()
 
 
@@ -308,7 +311,7 @@ def test_coat_spec_runs_offline_metrics_on_the_real_data(tmp_path, capsys):
     data["seeds"] = [0]
     data["data"].pop("complete")
     data["user_model"].update(members=1, epochs=1)
-    data["methods"] = [{"name": "ucb", "algorithm": "ucb"}, {"name": "random", "algorithm": "random"}]
+    data["methods"] = [{"name": "ucb"}, {"name": "random"}]
     data["progress"] = False
     out = tmp_path / "coat"
     spec = write_spec(tmp_path, data)
@@ -326,8 +329,8 @@ def test_coat_spec_rolls_out_in_the_completed_matrix(tmp_path):
     assert data["data"]["complete"] == {}
     data["seeds"] = [0]
     data["user_model"].update(members=1, epochs=1)
-    data["methods"] = [{"name": "greedy", "algorithm": "greedy"}, {"name": "random", "algorithm": "random"}]
-    data["evaluation"] = {**data.get("evaluation", {}), "modes": ["NX_0"], "n_episodes": 20}
+    data["methods"] = [{"name": "greedy"}, {"name": "random"}]
+    data["evaluation"] = {**data.get("evaluation", {}), "modes": ["NX_0"], "episodes": 20}
     data["progress"] = False
     out = tmp_path / "coat"
     spec = write_spec(tmp_path, data)

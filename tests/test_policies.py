@@ -13,13 +13,13 @@ from recsim.env import CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
 from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, categorical_from_logits
 from recsim.policy.base import observation_batch
-from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
+from recsim.evaluation.online import EvalConfig, OnlineEvaluator
+from recsim.policy.methods import METHODS, budget, describe
 from recsim.policy.offline import log_transitions
-from recsim.policy.presets import METHODS, budget, describe
 from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
                                   QuitAwareGreedyRecommender, RandomRecommender, UCBRecommender)
 from recsim.policy.trackers import TrackerConfig, make_tracker
-from recsim.policy.train import PolicyInputs, PolicyRunConfig, run_policy
+from recsim.policy.train import MethodConfig, MethodInputs, method_config, train_method
 from recsim.reward.table import RewardTable
 
 
@@ -37,11 +37,13 @@ def noisy_table(world):
     return RewardTable(mean, np.abs(rng.normal(0, 0.2, truth.shape)), truth.users, truth.items, "noisy-truth")
 
 
-def tiny_config(preset: str, **overrides) -> PolicyRunConfig:
-    values = dict(preset=preset, epochs=1, epoch_num_steps=300, num_envs=10, batch_size=64,
-                  evaluation=EvalConfig(episodes=20), progress=False)
-    values.update(overrides)
-    return PolicyRunConfig(**values)
+def tiny_config(method: str, seed: int = 0, evaluation: EvalConfig | None = None, **params) -> MethodConfig:
+    family = METHODS[method].family
+    budget_params = dict(epochs=1, epoch_num_steps=300, num_envs=10, batch_size=64) if family != "static" else {}
+    if family == "offline":
+        budget_params.pop("num_envs")
+    return method_config(method, "synthetic", params={**budget_params, **params},
+                         evaluation=evaluation or EvalConfig(episodes=20), seed=seed, progress=False)
 
 
 def _observations(n_rows: int, n_items: int, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
@@ -157,7 +159,7 @@ def test_quit_aware_greedy_takes_the_best_item_the_rule_lets_the_user_stay_after
 
 
 def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):
-    evaluator = GroundTruthEvaluator(world, EvalConfig(episodes=30))
+    evaluator = OnlineEvaluator(world, EvalConfig(episodes=30))
     result = evaluator.rollout(RandomRecommender(3))
     metrics = evaluator.metrics(result)
     assert metrics["R_tra"] == pytest.approx(result.returns.mean())
@@ -174,8 +176,8 @@ def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):
 
 @pytest.mark.parametrize("preset", sorted(METHODS))
 def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_with_its_seed(preset, world, noisy_table, tmp_path):
-    inputs = PolicyInputs(world, noisy_table, noisy_table)
-    run = run_policy(tiny_config(preset), inputs, tmp_path / preset)
+    inputs = MethodInputs(world, noisy_table, noisy_table)
+    run = train_method(tiny_config(preset), inputs, tmp_path / preset)
     assert np.isfinite(run.metrics["R_tra"]) and run.metrics["length"] >= 1
     assert 0 <= run.metrics["MCD"] <= 1
     results = json.loads((tmp_path / preset / "results.json").read_text())
@@ -185,26 +187,26 @@ def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_wit
         assert (tmp_path / preset / "checkpoints" / "last.pt").is_file()
         assert any((tmp_path / preset / "tensorboard").iterdir())
         assert len(run.history) == 1
-    again = run_policy(tiny_config(preset), inputs, tmp_path / f"{preset}-again")
+    again = train_method(tiny_config(preset), inputs, tmp_path / f"{preset}-again")
     assert again.history == run.history and again.metrics == run.metrics
 
 
 def test_ppo_with_a_gru_tracker_trains_and_acts_within_the_mask(world, noisy_table, tmp_path):
-    config = tiny_config("dorl", algorithm="ppo", tracker=TrackerConfig(kind="gru", hidden_dim=16))
-    run = run_policy(config, PolicyInputs(world, noisy_table), tmp_path / "ppo")
+    config = tiny_config("dorl", algorithm="ppo", tracker={"kind": "gru", "hidden_dim": 16})
+    run = train_method(config, MethodInputs(world, noisy_table), tmp_path / "ppo")
     assert np.isfinite(run.history[0]["train_return"]) and run.metrics["length"] >= 1
 
 
 @pytest.mark.parametrize("preset", ["dorl", "cql", "sqn"])
 def test_same_seed_same_first_epoch_and_resume_equals_uninterrupted(preset, world, noisy_table, tmp_path):
-    inputs = PolicyInputs(world, noisy_table, noisy_table)
-    first = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "a")
-    second = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "b")
+    inputs = MethodInputs(world, noisy_table, noisy_table)
+    first = train_method(tiny_config(preset, epochs=2), inputs, tmp_path / "a")
+    second = train_method(tiny_config(preset, epochs=2), inputs, tmp_path / "b")
     assert first.history == second.history
-    run_policy(tiny_config(preset, epochs=1), inputs, tmp_path / "c")
-    resumed = run_policy(tiny_config(preset, epochs=2), inputs, tmp_path / "c", resume=True)
+    train_method(tiny_config(preset, epochs=1), inputs, tmp_path / "c")
+    resumed = train_method(tiny_config(preset, epochs=2), inputs, tmp_path / "c", resume=True)
     assert resumed.history == first.history
-    other = run_policy(tiny_config(preset, epochs=1, seed=7), inputs, tmp_path / "d")
+    other = train_method(tiny_config(preset, epochs=1, seed=7), inputs, tmp_path / "d")
     assert other.history[0] != first.history[0]
 
 
@@ -216,10 +218,14 @@ def test_budgets_and_presets_are_validated():
     with pytest.raises(ConfigError):
         budget("cpu", "offline", epochz=1)
     with pytest.raises(ConfigError):
-        PolicyRunConfig(preset="nope")
+        method_config("nope", "synthetic")
+    with pytest.raises(ConfigError, match="epochz"):
+        method_config("dorl", "synthetic", params={"epochz": 1})
+    with pytest.raises(ConfigError, match="epsilon"):
+        method_config("dorl", "synthetic", params={"epsilon": 0.1})
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            PolicyRunConfig(preset="dorl", device="cuda")
+            method_config("dorl", "synthetic", device="cuda")
     rows = {row["name"]: row for row in describe("kuairand")}
     assert (rows["dorl"]["lambda_U"], rows["dorl"]["lambda_E"]) == (0.01, 0.05)
     assert (rows["ours"]["lambda_U"], rows["ours"]["lambda_E"]) == (1.0, 0.05)
@@ -245,8 +251,8 @@ def test_cli_lists_methods_and_trains_a_baseline(world, tmp_path, capsys):
 
 
 def test_a_saved_policy_evaluates_again_from_the_cli(world, noisy_table, tmp_path, capsys):
-    inputs = PolicyInputs(world, noisy_table, noisy_table)
-    run = run_policy(tiny_config("sqn"), inputs, tmp_path / "sqn")
+    inputs = MethodInputs(world, noisy_table, noisy_table)
+    run = train_method(tiny_config("sqn"), inputs, tmp_path / "sqn")
     world.save(tmp_path / "world")
     code = main(["policy", "evaluate", "--run", str(tmp_path / "sqn"), "--world", str(tmp_path / "world"),
                  "--out", str(tmp_path / "again.json")])
@@ -265,14 +271,59 @@ def test_a_saved_policy_evaluates_again_from_the_cli(world, noisy_table, tmp_pat
     for bad in (tmp_path / "missing", tmp_path / "broken"):
         assert main(["policy", "evaluate", "--run", str(bad), "--world", str(tmp_path / "world")]) == 2
         err = capsys.readouterr().err
-        assert "policy.pt" in err and "Traceback" not in err
+        assert "policy." in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
 def test_dorl_beats_random_in_the_synthetic_world(world, noisy_table, tmp_path):
-    inputs = PolicyInputs(world, noisy_table, noisy_table)
+    inputs = MethodInputs(world, noisy_table, noisy_table)
     config = tiny_config("dorl", epochs=3, epoch_num_steps=20_000, num_envs=100, batch_size=64,
                          evaluation=EvalConfig(episodes=200))
-    dorl = run_policy(config, inputs, tmp_path / "dorl")
-    random = run_policy(tiny_config("random", evaluation=EvalConfig(episodes=200)), inputs, tmp_path / "random")
+    dorl = train_method(config, inputs, tmp_path / "dorl")
+    random = train_method(tiny_config("random", evaluation=EvalConfig(episodes=200)), inputs, tmp_path / "random")
     assert dorl.metrics["R_tra"] > random.metrics["R_tra"]
+
+
+def test_the_last_training_epoch_and_the_final_evaluation_are_one_measurement(world, noisy_table, tmp_path):
+    from recsim.pipeline.evaluation import evaluate_method
+    from recsim.pipeline.spec import EvaluationSpec
+
+    config = tiny_config("dorl", evaluation=EvalConfig(episodes=25, seed=3), seed=1)
+    run = train_method(config, MethodInputs(world, noisy_table, noisy_table), tmp_path / "dorl")
+    again = OnlineEvaluator(world, config.evaluation, config.env, config.quit).evaluate(run.policy, config.seed)
+    assert again == run.metrics
+    rows, _ = evaluate_method(run.policy, world, config, EvaluationSpec(modes=["NX_0"], episodes=25, seed=3, ope=[]),
+                              None)
+    assert {k: rows[0][k] for k in run.metrics} == run.metrics
+
+
+def test_mcd_and_category_entropy_are_missing_without_categories(world):
+    from recsim.evaluation.rollout import rollout, summarise
+
+    truth = RewardTable.from_truth(world.truth, world.truth_users, world.truth_items)
+    log = rollout(RandomRecommender(0), truth, "NX_0", None, 10)
+    metrics = summarise(log, np.zeros((truth.shape[1], 0), dtype=bool), np.zeros(0, dtype=np.int64))
+    assert np.isnan(metrics["MCD"]) and np.isnan(metrics["category_entropy"])
+    assert np.isfinite(metrics["R_tra"])
+
+
+def test_gt_oracle_trains_on_the_ground_truth_and_is_a_reference(world, noisy_table):
+    from recsim.policy.methods import get_method
+    from recsim.policy.train import simulator_table
+
+    oracle = get_method("gt_oracle")
+    assert oracle.reference and get_method("quit_aware").reference and not get_method("roler").reference
+    table = simulator_table(oracle, MethodInputs(world, noisy_table))
+    np.testing.assert_array_equal(table.mean, np.nan_to_num(world.truth, nan=0.0))
+
+
+def test_divergence_and_collapse_are_flagged():
+    from recsim.policy.epochs import health, warnings_of
+
+    assert health({"loss": 0.5, "coverage": 0.5}, 100) == []
+    assert "diverged" in health({"loss": float("nan")}, None)[0]
+    assert "diverged" in health({"loss": 3e10}, None)[0]
+    assert health({"train_return": 5.0, "coverage": 0.02}, 200) == [
+        "collapsed: the evaluation recommended 4 distinct items"]
+    history = [{"epoch": 1, "warnings": ["diverged: loss is nan"]}, {"epoch": 2}]
+    assert warnings_of(history) == ["epoch 1: diverged: loss is nan"]

@@ -21,13 +21,14 @@ from recsim.io import write_json
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(tmp_path, r_tra, algorithms=None, mcd=0.5, categories=True):
+def fake_run(tmp_path, r_tra, families=None, references=(), mcd=0.5, categories=True):
     """A run folder with a tiny world and eval folders for methods a, b over seeds 0, 1."""
     world = generate_world("tiny", 0)
     if not categories:
         world.item_categories = np.zeros((world.n_items, 0), dtype=bool)
+        world.category_names = []
     world.save(tmp_path / "data" / "dataset")
-    algorithms = algorithms or {}
+    families = families or {}
     rng = np.random.default_rng(0)
     names = []
     for method in ("a", "b"):
@@ -47,8 +48,8 @@ def fake_run(tmp_path, r_tra, algorithms=None, mcd=0.5, categories=True):
                              "coverage": 0.1, "ndcg@10": 0.3, "ope_ips": 1.0 + seed, "ope_ips_low": 0.5,
                              "ope_ips_high": 1.5, "ope_pscore_source": "logged"})
             curve = {"x": [1, 2, 3], "y": [0.1, 0.2, 0.4]}
-            write_json(folder / "metrics.json", {"method": method, "algorithm": algorithms.get(method, "x"),
-                                                 "seed": seed, "rows": rows,
+            write_json(folder / "metrics.json", {"method": method, "family": families.get(method, "x"),
+                                                 "reference": method in references, "seed": seed, "rows": rows,
                                                  "training_curve": curve})
             names.append(name)
     return names
@@ -63,7 +64,7 @@ def test_results_csv_has_one_row_per_method_seed_mode(tmp_path):
     build_report(tmp_path, tmp_path / "report", names, title="t")
     results = pd.read_csv(tmp_path / "report" / "results.csv")
     assert len(results) == 2 * 2 * 2
-    assert list(results.columns[:10]) == ["method", "algorithm", "seed", "mode", "R_tra", "length", "R_each",
+    assert list(results.columns[:10]) == ["method", "family", "seed", "mode", "R_tra", "length", "R_each",
                                           "MCD", "gini", "coverage"]
     assert {"ndcg@10", "ope_ips"} <= set(results.columns)
     assert not results.duplicated(["method", "seed", "mode"]).any()
@@ -89,7 +90,7 @@ def test_markdown_table_is_mean_and_sample_std_across_seeds(tmp_path):
 
 
 def test_rows_are_grouped_by_family_and_references_are_named(tmp_path):
-    names = fake_run(tmp_path, R_TRA, algorithms={"a": "quit_aware", "b": "a2c"})
+    names = fake_run(tmp_path, R_TRA, families={"a": "static", "b": "model_based"}, references={"a"})
     build_report(tmp_path, tmp_path / "report", names, title="t", figures=False)
     table = summary_table(collect_rows(tmp_path, names))
     assert list(table[table["mode"] == "FB"]["method"]) == ["b", "a"]  # model-based before reference
@@ -133,10 +134,10 @@ def test_a_figure_with_nothing_to_show_is_left_out(tmp_path):
 
 def test_every_method_of_the_comparison_has_its_own_colour():
     from recsim.evaluation.figures import METHOD_COLOURS, method_styles
-    from recsim.policy.presets import METHODS
+    from recsim.policy.methods import METHODS
 
     assert set(METHODS) <= set(METHOD_COLOURS)
-    styles = method_styles({**{m: "a2c" for m in METHODS}, "new1": "a2c", "new2": "bcq"})
+    styles = method_styles({**{m: "model-based" for m in METHODS}, "new1": "offline", "new2": "static"})
     colours = [(s.colour, s.linestyle) for s in styles.values()]
     assert len(set(colours)) == len(colours)
 

@@ -21,7 +21,7 @@ def spec_path(tmp_path):
     """The tiny spec without the user model (kNN and random only): seconds per run."""
     data = yaml.safe_load(TINY.read_text())
     data["methods"] = [m for m in data["methods"] if m["name"] in ("random", "greedy-knn")]
-    data["evaluation"].update(modes=["NX_0"], n_episodes=20, ope=["ips", "snips"], n_bootstrap=20)
+    data["evaluation"].update(modes=["NX_0"], episodes=20, ope=["ips", "snips"], n_bootstrap=20)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -40,7 +40,7 @@ def test_every_point_is_validated_before_running(spec_path, tmp_path):
     with pytest.raises(ConfigError, match="knn.k"):
         plan_tasks(config)
     assert not (tmp_path / "out").exists()
-    tasks = plan_tasks(SweepConfig(str(spec_path), str(tmp_path / "out"), ["knn.k=5,10", "evaluation.n_episodes=7"],
+    tasks = plan_tasks(SweepConfig(str(spec_path), str(tmp_path / "out"), ["knn.k=5,10", "evaluation.episodes=7"],
                                    [0, 1, 2]))
     assert len(tasks) == 2 * 3
     assert len({t.run_dir for t in tasks}) == 6

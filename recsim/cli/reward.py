@@ -7,9 +7,20 @@ from pathlib import Path
 
 from recsim.data.schema import Dataset
 from recsim.io import write_json
+from recsim.outdir import output_dir
 from recsim.reward.aggregate import AGGREGATES, UNCERTAINTIES
 from recsim.reward.indicators import UNOBSERVED_MODES
-from recsim.reward.knn import INDEXES, INDICATORS, METRICS, PRIORS, build_knn_reward_table, default_config
+from recsim.reward.knn import (
+    INDEXES,
+    INDICATORS,
+    METRICS,
+    PRIORS,
+    build_knn_reward_table,
+    default_config,
+)
+from recsim.seeds import seed_argument
+
+REWARD_KIND = "reward_table"
 
 # CLI flag -> KnnConfig field; flags left unset keep the dataset's defaults.
 _OVERRIDES = ("k", "metric", "index", "indicator", "unobserved", "aggregate", "temperature", "uncertainty",
@@ -17,7 +28,12 @@ _OVERRIDES = ("k", "metric", "index", "indicator", "unobserved", "aggregate", "t
 
 
 def knn(args: argparse.Namespace) -> int:
-    dataset = Dataset.load(args.data)
+    with output_dir(args.out, REWARD_KIND, inputs=[args.data, args.user_model]) as out:
+        return _knn(args, out)
+
+
+def _knn(args: argparse.Namespace, out: Path) -> int:
+    dataset = Dataset.load(args.data).validate(str(args.data))
     overrides = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     if args.observed_only:
         overrides["observed_only"] = True
@@ -26,7 +42,6 @@ def knn(args: argparse.Namespace) -> int:
     overrides["progress"] = not args.quiet
     config = default_config(dataset.name, **overrides)
     table = build_knn_reward_table(dataset, config, user_model_dir=args.user_model)
-    out = Path(args.out)
     table.save(out)
     write_json(out / "config.json", {
         "command": "reward knn",
@@ -38,7 +53,7 @@ def knn(args: argparse.Namespace) -> int:
         "knn": dataclasses.asdict(config),
     })
     if not args.quiet:
-        print(f"wrote {table.kind} reward table {table.shape[0]} x {table.shape[1]} to {out}")
+        print(f"wrote {table.kind} reward table {table.shape[0]} x {table.shape[1]} to {args.out}")
     return 0
 
 
@@ -69,6 +84,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--nprobe", type=int)
     p.add_argument("--ef-search", type=int)
     p.add_argument("--include-self", action="store_true", help="let a user be its own neighbour (as published)")
-    p.add_argument("--seed", type=int)
+    seed_argument(p, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary line")
     p.set_defaults(handler=knn)

@@ -2,22 +2,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from recsim.errors import ConfigError
+from recsim.errors import ConfigError, DataError
+from recsim.io import read_json
+from recsim.outdir import claim_dir, exclusive, output_dir
+from recsim.seeds import parse_seeds
+
+RUN_KIND = "run"
+SWEEP_KIND = "sweep"
+REPORT_KIND = "report"
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsim.evaluation.report import (
-        collect_rows,
-        evaluation_folders,
-        summary_lines,
-        write_overrides,
-    )
-    from recsim.pipeline.spec import load_spec, parse_seeds
-    from recsim.pipeline.stages import run_spec
+    from recsim.evaluation.report import collect_rows, summary_lines, write_overrides
+    from recsim.pipeline.spec import load_spec
+    from recsim.pipeline.stages import plan, run_spec
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
     spec = load_spec(args.spec, args.set or [], seeds)
@@ -25,10 +29,16 @@ def run(args: argparse.Namespace) -> int:
         spec.progress = False
     if args.raw is not None:
         spec.data.raw_dir = str(args.raw)
-    write_overrides(args.out, args.spec, args.set, args.seeds, args.raw)
-    results = run_spec(spec, args.out, stream=sys.stderr)
+    try:
+        plan(spec)  # every stage resolves its config: a bad value fails before --out is touched
+    except ConfigError as error:
+        raise ConfigError(f"{args.spec}: {error}") from None
+    inputs = [args.spec] + ([] if spec.data.name == "synthetic" else [spec.data.resolved_raw_dir()])
+    with output_dir(args.out, RUN_KIND, inputs=inputs) as out:
+        write_overrides(out, args.spec, args.set, args.seeds, args.raw)
+        results = run_spec(spec, out, stream=sys.stderr)
     reused = sum(r.reused for r in results)
-    frame = collect_rows(Path(args.out), evaluation_folders(args.out))
+    frame = collect_rows(Path(args.out), [r.name for r in results if r.name.startswith("eval-")])
     print(summary_lines(frame))
     print(f"stages: {len(results)} ({reused} reused)")
     print(f"results: {Path(args.out) / 'report' / 'results.csv'}")
@@ -38,29 +48,52 @@ def run(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from recsim.evaluation.report import build_report, evaluation_folders
-    from recsim.io import read_json
-
     run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: run folder not found")
     names = evaluation_folders(run_dir)
     if not names:
         raise ConfigError(f"{run_dir}: no evaluation results (eval-*/metrics.json); run `recsim run` first")
+    for name in names:
+        _check_metrics(run_dir / name / "metrics.json")
     title = args.title
     if title is None and (run_dir / "spec.json").is_file():
-        title = read_json(run_dir / "spec.json").get("name")
-    out = Path(args.out) if args.out is not None else run_dir / "report"
-    page = build_report(run_dir, out, names, title=title or run_dir.name, figures=not args.no_figures)
+        saved = read_json(run_dir / "spec.json")
+        title = saved.get("name") if isinstance(saved, dict) else None
+    with exclusive(run_dir), _report_folder(run_dir, args.out) as out:
+        page = build_report(run_dir, out, names, title=title or run_dir.name, figures=not args.no_figures)
     print(f"report: {page}")
     return 0
 
 
+def _check_metrics(path: Path) -> None:
+    """`DataError` naming `path` unless it holds an evaluation's results (method and rows)."""
+    info = read_json(path)
+    if not isinstance(info, dict) or not isinstance(info.get("method"), str):
+        raise DataError(str(path), "method", "missing; not the metrics of a recsim evaluation stage")
+    if not isinstance(info.get("rows"), list) or not all(isinstance(row, dict) for row in info["rows"]):
+        raise DataError(str(path), "rows", "expected a list of result rows")
+
+
+@contextlib.contextmanager
+def _report_folder(run_dir: Path, out: Path | None) -> Iterator[Path]:
+    """`out` claimed as a report folder, or by default `RUN/report`, the run's own report stage
+    folder (checked to be recsim's: a stage folder or absent)."""
+    if out is None:
+        yield claim_dir(run_dir / "report", "stage")
+        return
+    with output_dir(out, REPORT_KIND, inputs=[run_dir]) as claimed:
+        yield claimed
+
+
 def sweep(args: argparse.Namespace) -> int:
-    from recsim.pipeline.spec import parse_seeds
     from recsim.pipeline.sweep import SweepConfig, run_sweep
 
     config = SweepConfig(spec=str(args.spec), out=str(args.out), grid=list(args.grid or []),
                          seeds=parse_seeds(args.seeds), sets=list(args.set or []), backend=args.backend,
                          workers=args.workers, address=args.address or os.environ.get("RAY_ADDRESS"))
-    summary = run_sweep(config)
+    with output_dir(args.out, SWEEP_KIND, inputs=[args.spec]):
+        summary = run_sweep(config)
     print(summary.table)
     print(f"sweep results: {summary.csv}")
     print(f"sweep figure: {summary.figure}")

@@ -2,10 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import json
+import pickle
 from pathlib import Path
 
+from recsim.cli.arguments import (
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from recsim.errors import DataError
+from recsim.io import to_json, write_json
+from recsim.outdir import output_dir, output_file
+from recsim.seeds import seed_argument
+
+USER_MODEL_KIND = "user_model"
+EVAL_KIND = "user-model-eval"
 
 
 def _dataset(path: Path):
@@ -14,7 +26,31 @@ def _dataset(path: Path):
     return Dataset.load(path).validate(str(path))
 
 
+def load_model(directory: Path, device: str):
+    """The ensemble saved in `directory`, refused with one line naming the folder when its files
+    are corrupt, from another architecture or hold NaN or infinite weights."""
+    import torch
+
+    from recsim.user_model.predict import load_ensemble
+
+    try:
+        ensemble = load_ensemble(directory, device)
+    except (KeyError, TypeError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise DataError(str(directory), None, f"not a readable user model ({type(error).__name__}: {reason})") from None
+    for k, member in enumerate(ensemble.members):
+        for name, tensor in member.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise DataError(str(directory), f"member {k}: {name}", "NaN or infinite weights; recsim refuses to use them")
+    return ensemble
+
+
 def train(args: argparse.Namespace) -> int:
+    with output_dir(args.out, USER_MODEL_KIND, inputs=[args.data]) as out:
+        return _train(args, out)
+
+
+def _train(args: argparse.Namespace, out: Path) -> int:
     from recsim.user_model.model import DeepFMConfig
     from recsim.user_model.train import TrainConfig, train_ensemble, write_outputs
 
@@ -25,26 +61,35 @@ def train(args: argparse.Namespace) -> int:
         negative_rounds=args.negative_rounds, val_fraction=args.val_fraction, patience=args.patience,
         ips=args.ips, device=args.device, seed=args.seed, uncertainty=args.uncertainty,
     )
-    ensemble = train_ensemble(dataset, config, args.out, resume=args.resume, progress=not args.quiet)
-    metrics = write_outputs(ensemble, dataset, args.out, config.uncertainty, tuple(args.k), progress=not args.quiet)
-    print(json.dumps(metrics))
+    try:
+        ensemble = train_ensemble(dataset, config, out, resume=args.resume, progress=not args.quiet)
+    except pickle.UnpicklingError as error:  # a checkpoint torch.load(weights_only=True) refused
+        reason = " ".join(str(error).split())[:200]
+        raise DataError(str(out / "checkpoints"), None, f"a checkpoint is not loadable as tensors ({reason})") from None
+    metrics = write_outputs(ensemble, dataset, out, config.uncertainty, tuple(args.k), progress=not args.quiet)
+    print(to_json(metrics))
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from recsim.io import write_json
-    from recsim.user_model.metrics import evaluate as evaluate_model
-    from recsim.user_model.predict import load_ensemble
+    if args.out is None:
+        return _evaluate(args, None)
+    with output_file(args.out, EVAL_KIND, inputs=[args.model, args.data]) as out:
+        return _evaluate(args, out)
 
-    ensemble = load_ensemble(args.model, args.device)
+
+def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
+    from recsim.user_model.metrics import evaluate as evaluate_model
+
+    ensemble = load_model(args.model, args.device)
     dataset = _dataset(args.data)
     if (dataset.n_users, dataset.n_items) != (ensemble.spec.n_users, ensemble.spec.n_items):
         raise DataError(str(args.data), None, f"{dataset.n_users} users x {dataset.n_items} items, but the model "
                         f"was trained on {ensemble.spec.n_users} x {ensemble.spec.n_items}")
     metrics = evaluate_model(ensemble, dataset, tuple(args.k))
-    if args.out is not None:
-        write_json(args.out, metrics)
-    print(json.dumps(metrics))
+    if out is not None:
+        write_json(out, {"recsim": EVAL_KIND, **metrics})
+    print(to_json(metrics))
     return 0
 
 
@@ -55,22 +100,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train the ensemble; write weights, reward table, embeddings, metrics")
     p.add_argument("--data", required=True, type=Path, help="a prepared dataset directory")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--members", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--embedding-dim", type=int, default=8)
+    p.add_argument("--members", type=positive_int, default=5)
+    p.add_argument("--epochs", type=positive_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=4096)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--embedding-dim", type=positive_int, default=8)
     p.add_argument("--task", choices=["regression", "binary"], default="regression",
                    help="regression: heteroscedastic Gaussian NLL; binary: BCE on 0/1 labels")
-    p.add_argument("--negative-rounds", type=int, default=None,
+    p.add_argument("--negative-rounds", type=non_negative_int, default=None,
                    help="negatives per logged row (default: 3 on KuaiRec, 5 elsewhere)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--val-fraction", type=fraction, default=0.1)
+    p.add_argument("--patience", type=positive_int, default=2)
     p.add_argument("--ips", action="store_true", help="inverse item-popularity weights (the IPS baseline)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0)
+    seed_argument(p)
     p.add_argument("--uncertainty", choices=["max_variance", "disagreement"], default="max_variance")
-    p.add_argument("--k", type=int, nargs="+", default=[10], help="ranking cut-offs for NDCG@k / Recall@k")
+    p.add_argument("--k", type=positive_int, nargs="+", default=[10], help="ranking cut-offs for NDCG@k / Recall@k")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=train)
@@ -79,6 +124,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="a directory written by `user-model train`")
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--k", type=int, nargs="+", default=[10])
+    p.add_argument("--k", type=positive_int, nargs="+", default=[10])
     p.add_argument("--out", type=Path, default=None, help="also write the metrics JSON here")
     p.set_defaults(handler=evaluate)

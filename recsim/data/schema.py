@@ -29,12 +29,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from recsim.errors import DataError
-from recsim.io import atomic_dir, read_json, write_json
+from recsim.io import atomic_dir, load_npz, read_json, write_json
 
 LOG_REQUIRED_COLUMNS = ("user", "item", "label")
 SCHEMA_VERSION = 1
+DATASET_KIND = "dataset"
+"""The marker kind of a prepared dataset folder (`recsim.io.MARKER`)."""
 
 
 @dataclasses.dataclass
@@ -75,11 +78,19 @@ class Dataset:
     def validate(self, source: str | None = None) -> "Dataset":
         """Check shapes, dtypes and id ranges; raise `DataError` naming the first problem."""
         where = source or f"dataset {self.name!r}"
+        for count, what in ((self.n_users, "users"), (self.n_items, "items")):
+            if count == 0:
+                raise DataError(where, what, f"the dataset has no {what}")
         logs = [("train", self.train)] + ([("test", self.test)] if self.test is not None else [])
         for part, log in logs:
-            for column in LOG_REQUIRED_COLUMNS:
+            if len(log) == 0:
+                raise DataError(where, part, "the log has no rows (an empty or header-only file, or no "
+                                             "observed feedback)")
+            for column, kinds in zip(LOG_REQUIRED_COLUMNS, ("iu", "iu", "fiu")):
                 if column not in log.columns:
                     raise DataError(where, f"{part}.{column}", "missing column")
+                if log[column].dtype.kind not in kinds:
+                    raise DataError(where, f"{part}.{column}", f"expected numbers, got {log[column].dtype}")
             for column, bound in (("user", self.n_users), ("item", self.n_items)):
                 ids = log[column].to_numpy()
                 if len(ids) and (ids.min() < 0 or ids.max() >= bound):
@@ -90,7 +101,8 @@ class Dataset:
             raise DataError(where, "user_features", f"{len(self.user_features)} rows for {self.n_users} users")
         if len(self.item_features) != self.n_items:
             raise DataError(where, "item_features", f"{len(self.item_features)} rows for {self.n_items} items")
-        if self.item_categories.shape[0] != self.n_items or self.item_categories.dtype != bool:
+        if (self.item_categories.ndim != 2 or self.item_categories.shape[0] != self.n_items
+                or self.item_categories.dtype != bool):
             raise DataError(where, "item_categories", f"must be bool of shape ({self.n_items}, n_categories)")
         if len(self.category_names) != self.n_categories:
             raise DataError(where, "category_names", "one name per category column required")
@@ -117,7 +129,7 @@ class Dataset:
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the dataset to `directory` (replaced atomically); return the path."""
         directory = Path(directory)
-        with atomic_dir(directory) as tmp:
+        with atomic_dir(directory, DATASET_KIND) as tmp:
             self.train.to_parquet(tmp / "train.parquet", index=False)
             if self.test is not None:
                 self.test.to_parquet(tmp / "test.parquet", index=False)
@@ -145,26 +157,28 @@ class Dataset:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Dataset":
-        """Read a dataset written by `save`."""
+        """Read a dataset written by `save`, checked file by file (`validate`): a missing or
+        corrupt file, a missing field or array, or shapes that disagree raise `DataError`
+        naming the file."""
         directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
             raise DataError(str(directory), None, "not a prepared dataset (no meta.json); run `recsim data prepare` first")
-        info = read_json(meta_path)
-        if info.get("schema_version") != SCHEMA_VERSION:
-            raise DataError(str(meta_path), "schema_version", f"{info.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again")
-        with np.load(directory / "arrays.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        info = _read_meta(meta_path)
+        arrays = load_npz(directory / "arrays.npz", ("user_ids", "item_ids", "item_categories"))
+        truth = [name for name in ("truth", "truth_users", "truth_items") if name in arrays]
+        if truth and len(truth) != 3:
+            raise DataError(str(directory / "arrays.npz"), "truth", "truth, truth_users and truth_items go together")
         test_path = directory / "test.parquet"
 
         def features(name: str, n_rows: int) -> pd.DataFrame:
-            frame = pd.read_parquet(directory / name)
+            frame = _read_parquet(directory / name)
             return frame if len(frame.columns) else pd.DataFrame(index=pd.RangeIndex(n_rows))
 
         return cls(
             name=info["name"],
-            train=pd.read_parquet(directory / "train.parquet"),
-            test=pd.read_parquet(test_path) if test_path.is_file() else None,
+            train=_read_parquet(directory / "train.parquet"),
+            test=_read_parquet(test_path) if test_path.is_file() else None,
             user_ids=arrays["user_ids"],
             item_ids=arrays["item_ids"],
             user_features=features("user_features.parquet", len(arrays["user_ids"])),
@@ -176,7 +190,33 @@ class Dataset:
             truth_items=arrays.get("truth_items"),
             label_name=info["label_name"],
             meta=info.get("meta", {}),
-        )
+        ).validate(str(directory))
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """A prepared dataset's `meta.json`, checked for the fields `Dataset.load` reads."""
+    info = read_json(path)
+    if not isinstance(info, dict):
+        raise DataError(str(path), None, "expected a JSON object")
+    if info.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(str(path), "schema_version", f"{info.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again")
+    for key, kind in (("name", str), ("label_name", str), ("category_names", list), ("meta", dict)):
+        if key in info and not isinstance(info[key], kind):
+            raise DataError(str(path), key, f"expected a {kind.__name__}, got {info[key]!r}")
+        if key not in info and key != "meta":
+            raise DataError(str(path), key, "missing field")
+    return info
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file of a prepared dataset; `DataError` naming it when missing or unreadable."""
+    if not path.is_file():
+        raise DataError(str(path), None, "missing file; prepare the dataset again")
+    try:
+        return pd.read_parquet(path)
+    except (ValueError, OSError, pa.ArrowException) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise DataError(str(path), None, f"not a readable Parquet file ({reason})") from None
 
 
 def is_prepared(directory: str | os.PathLike) -> bool:

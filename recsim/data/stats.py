@@ -35,12 +35,15 @@ def summarise(dataset: Dataset) -> dict[str, Any]:
     }
     if dataset.truth is not None:
         truth = dataset.truth
+        known = np.isfinite(truth)
+        counts = known.sum(axis=0)
+        item_means = np.where(known, truth, 0).sum(axis=0)[counts > 0] / counts[counts > 0]
         summary["truth"] = {
             "n_users": int(truth.shape[0]),
             "n_items": int(truth.shape[1]),
-            "density": float(np.isfinite(truth).mean()),
-            "mean": float(np.nanmean(truth)),
-            "gini_of_item_means": float(gini(np.nanmean(truth, axis=0))),
+            "density": float(known.mean()) if truth.size else 0.0,
+            "mean": float(truth[known].mean()) if known.any() else None,
+            "gini_of_item_means": float(gini(item_means)) if len(item_means) else None,
         }
     return summary
 
@@ -60,5 +63,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     if "truth" in summary:
         t = summary["truth"]
-        lines.append(f"truth       {t['n_users']:,} x {t['n_items']:,}, density {t['density']:.2%}, mean {t['mean']:.4g}")
+        mean = "unknown" if t["mean"] is None else f"{t['mean']:.4g}"
+        lines.append(f"truth       {t['n_users']:,} x {t['n_items']:,}, density {t['density']:.2%}, mean {mean}")
     return "\n".join(lines)

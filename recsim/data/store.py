@@ -7,7 +7,7 @@ from pathlib import Path
 
 from recsim.data.loaders import DATASETS
 from recsim.data.schema import Dataset, is_prepared
-from recsim.errors import DataError
+from recsim.errors import DataError, OutputError
 
 DATASET_NAMES = (*DATASETS, "synthetic")
 CACHE_ENV = "RECSIM_CACHE_DIR"
@@ -55,6 +55,6 @@ def load_dataset(name: str, raw_dir: str | os.PathLike, cache_dir: str | os.Path
     dataset = source.load(raw_dir)
     try:
         dataset.save(cached)
-    except OSError:
+    except (OSError, OutputError):  # unwritable, or a folder there that recsim did not write
         pass
     return dataset

@@ -35,6 +35,7 @@ compared on them):
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 
@@ -48,6 +49,9 @@ from recsim.io import atomic_path
 from recsim.seeding import child_rngs
 
 TRUTH_CAP = 5.0
+MAX_CELLS = 20_000_000
+"""Most users x items of a synthetic world (the KuaiRec preset has 4.7 M; each dense float32
+(users, items) matrix of the generator takes 4 bytes per pair, and it holds several)."""
 START_TIMESTAMP_MS = 1_593_561_600_000  # 2020-07-01 00:00 UTC, when KuaiRec's logs begin
 DAY_MS = 86_400_000
 
@@ -80,9 +84,20 @@ class WorldConfig:
     duration_median_ms: float = 12_000.0
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type == "float" and not math.isfinite(value):
+                raise ConfigError(f"WorldConfig.{field.name}: must be a finite number, got {value}")
         for name in ("n_users", "n_items", "n_categories", "latent_dim", "max_categories", "n_rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"WorldConfig.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.n_users * self.n_items > MAX_CELLS:
+            raise ConfigError(f"WorldConfig.n_users x n_items: {self.n_users * self.n_items:,} pairs; the "
+                              f"synthetic world holds at most {MAX_CELLS:,} (several dense float matrices of that size)")
+        if self.test_per_user < 0:
+            raise ConfigError(f"WorldConfig.test_per_user: must be >= 0, got {self.test_per_user}")
+        if self.duration_median_ms <= 0:
+            raise ConfigError(f"WorldConfig.duration_median_ms: must be > 0, got {self.duration_median_ms}")
         if self.max_categories > self.n_categories:
             raise ConfigError("WorldConfig.max_categories: cannot exceed n_categories")
         for name in ("session_length", "taste_concentration", "label_noise", "feedback_rate"):
@@ -243,7 +258,7 @@ def generate_world(preset: str = "tiny", seed: int = 0, item_categories: np.ndar
         "item": test_items.astype(np.int32),
         "label": _noisy_labels(rng_test, cfg, truth[test_users, test_items]),
         "propensity": np.full(len(test_users), 1.0 / cfg.n_items, dtype=np.float32),
-    })
+    }) if cfg.test_per_user else None
 
     return Dataset(
         name="synthetic",

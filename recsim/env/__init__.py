@@ -41,13 +41,14 @@ from recsim.env.quit_rules import (
     QuitRuleConfig,
     item_distance_matrix,
     make_quit_rule,
+    table_quit_rule,
 )
 from recsim.env.single import RecEnv
 
 __all__ = [
     "BatchedRecEnv", "TianshouVectorEnv", "RecEnv", "EnvConfig", "OBS_KEYS", "observation_space",
     "Mode", "FB", "NX_0", "parse_mode", "QuitRule", "QuitRuleConfig", "NoQuit", "CategoryOverlapQuit",
-    "ItemDistanceQuit", "item_distance_matrix", "make_quit_rule",
+    "ItemDistanceQuit", "item_distance_matrix", "make_quit_rule", "table_quit_rule",
 ]
 
 

@@ -38,6 +38,10 @@ class EnvConfig:
     masked_action: str = "allow"
 
     def __post_init__(self) -> None:
+        for name in ("max_turn", "history_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"EnvConfig.{name}: must be an integer, got {value!r}")
         if self.max_turn < 1:
             raise ConfigError(f"EnvConfig.max_turn: must be >= 1, got {self.max_turn}")
         if self.history_window < 1:
@@ -59,12 +63,13 @@ class EnvConfig:
         """`episode_limit` over `n_items` items: NX modes also end once every item was shown.
 
         Raises:
-            ValueError: NX_k needs at least k items.
+            ConfigError: NX_k needs at least k items.
         """
         mode = self.parsed_mode
         limit = self.episode_limit
         if mode.fixed_length is not None and limit > n_items:
-            raise ValueError(f"mode {mode.name}: episodes of {limit} steps need >= {limit} items")
+            raise ConfigError(f"mode {mode.name}: episodes of {limit} steps need >= {limit} items, "
+                              f"the data has {n_items}")
         return min(limit, n_items) if mode.mask_recommended else limit
 
 

@@ -15,11 +15,13 @@ indexes that row (numpy's negative indexing), which never matches anything.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Protocol
 
 import numpy as np
 
 from recsim.errors import ConfigError, DataError
+from recsim.reward.table import RewardTable
 
 
 class QuitRule(Protocol):
@@ -166,11 +168,15 @@ class QuitRuleConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("category", "distance", "none"):
             raise ConfigError(f"QuitRuleConfig.kind: unknown {self.kind!r}; choose category, distance or none")
+        if isinstance(self.window, bool) or not isinstance(self.window, int):
+            raise ConfigError(f"QuitRuleConfig.window: must be an integer, got {self.window!r}")
+        if not math.isfinite(self.leave_threshold):
+            raise ConfigError(f"QuitRuleConfig.leave_threshold: must be a finite number, got {self.leave_threshold}")
         if self.kind != "none" and self.window < 1:
             raise ConfigError(f"QuitRuleConfig.window: must be >= 1, got {self.window}")
         if self.leave_threshold < 0:
             raise ConfigError(f"QuitRuleConfig.leave_threshold: must be >= 0, got {self.leave_threshold}")
-        if self.distance_quantile is not None and not 0.0 < self.distance_quantile < 1.0:
+        if self.distance_quantile is not None and not 0.0 < self.distance_quantile < 1.0:  # NaN fails too
             raise ConfigError("QuitRuleConfig.distance_quantile: must lie in (0, 1)")
 
 
@@ -191,3 +197,19 @@ def make_quit_rule(config: QuitRuleConfig, *, item_categories: np.ndarray | None
         off_diagonal = distance[~np.eye(len(distance), dtype=bool)]
         threshold = float(np.quantile(off_diagonal, config.distance_quantile))
     return ItemDistanceQuit(distance, threshold, config.window)
+
+
+def table_quit_rule(config: QuitRuleConfig, table: RewardTable, item_categories: np.ndarray) -> QuitRule:
+    """The quit rule `config` over the item columns of `table`, the one way every environment
+    (simulator, ground truth, logged replay) builds its rule.
+
+    The category rule reads the categories of the table's items; the distance rule reads the
+    distances between the table's columns of `table.mean`: the ground truth's in a ground-truth
+    environment, the learned model's in a simulator (a policy never trains on the truth).
+
+    Args:
+        config: the rule.
+        table: the environment's reward table (its `items` are dataset item ids).
+        item_categories: bool (n_columns, n_categories): categories of the table's columns.
+    """
+    return make_quit_rule(config, item_categories=item_categories, truth=table.mean)

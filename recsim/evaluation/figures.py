@@ -3,9 +3,9 @@
 Every figure draws a method with the same `MethodStyle`: a colour of its own (fixed for the
 methods of `recsim policy list`, so a method keeps its colour from one report to the next; other
 names take the unused colours of `SPARE_COLOURS` in order) and the marker of its family. Families
-come from the algorithm that trained the method (`FAMILY_OF_ALGORITHM`): model-based (A2C / PPO
-in the learned simulator), offline (RL from the log), static (scores, no sequential learning)
-and reference (rows that know something an offline method cannot, such as the quit rule).
+are those of `recsim.policy.methods` (`display_family`): model-based (A2C / PPO in the learned
+simulator), offline (RL from the log), static (scores, no sequential learning), and reference
+for the rows that read what an offline method cannot (the quit rule, the true reward).
 
 Figures are PNG bytes (matplotlib, Agg backend), sized for the report's width (1200 px at
 110 dpi): R_tra per method and mode (horizontal bars with their interval), the concentration
@@ -24,13 +24,8 @@ from recsim.evaluation import exposure
 
 FAMILIES = ("model-based", "offline", "static", "reference", "other")
 
-FAMILY_OF_ALGORITHM = {
-    "a2c": "model-based", "ppo": "model-based",
-    "bcq": "offline", "cql": "offline", "crr": "offline", "sqn": "offline",
-    "random": "static", "popular": "static", "greedy": "static", "egreedy": "static", "ucb": "static",
-    "quit_aware": "reference",
-}
-"""The family of each pipeline algorithm (`recsim.pipeline.agents.AGENT_ALGORITHMS`)."""
+FAMILY_NAMES = {"model_based": "model-based", "offline": "offline", "static": "static"}
+"""Display names of the method families of `recsim.policy.methods` (`Method.family`)."""
 
 FAMILY_MARKERS = {"model-based": "o", "offline": "s", "static": "^", "reference": "*", "other": "D"}
 
@@ -39,7 +34,7 @@ METHOD_COLOURS = {
     "ours": "#ff7f0e",
     "bcq": "#8c564b", "cql": "#e377c2", "crr": "#bcbd22", "sqn": "#393b79",
     "egreedy": "#637939", "ucb": "#e7ba52", "greedy": "#6b6ecf", "popular": "#a55194", "random": "#969696",
-    "quit_aware": "#000000",
+    "quit_aware": "#000000", "gt_oracle": "#b15928",
 }
 """Fixed colours of the methods of `recsim policy list` (tab10 and tab20b hues, no two alike)."""
 
@@ -62,18 +57,19 @@ class MethodStyle:
     linestyle: str = "-"
 
 
-def family_of(algorithm: str) -> str:
-    """The family of a pipeline algorithm ("other" for an algorithm not in `FAMILY_OF_ALGORITHM`)."""
-    return FAMILY_OF_ALGORITHM.get(str(algorithm), "other")
+def display_family(family: str, reference: bool = False) -> str:
+    """The report's family of a method: "reference" for a reference row (it reads what an
+    offline method cannot, `Method.reference`), else its family's display name ("other" if unknown)."""
+    return "reference" if reference else FAMILY_NAMES.get(str(family), "other")
 
 
-def method_styles(algorithms: dict[str, str]) -> dict[str, MethodStyle]:
-    """A style per method from {method: algorithm}, ordered by family, then by the input's order."""
-    order = sorted(algorithms, key=lambda m: FAMILIES.index(family_of(algorithms[m])))
+def method_styles(families: dict[str, str]) -> dict[str, MethodStyle]:
+    """A style per method from {method: display family}, ordered by family, then by the input's order."""
+    order = sorted(families, key=lambda m: FAMILIES.index(families[m] if families[m] in FAMILIES else "other"))
     spare = [c for c in SPARE_COLOURS if c not in METHOD_COLOURS.values()]
     styles, used_spares = {}, 0
     for method in order:
-        family = family_of(algorithms[method])
+        family = families[method] if families[method] in FAMILIES else "other"
         colour = METHOD_COLOURS.get(method)
         linestyle = "--" if family == "reference" else "-"
         if colour is None:

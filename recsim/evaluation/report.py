@@ -39,7 +39,7 @@ from recsim.evaluation import figures as fig
 from recsim.evaluation.rollout import EpisodeLog, across_seeds
 from recsim.io import atomic_path, read_json, write_json
 
-FIRST_COLUMNS = ("method", "algorithm", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage")
+FIRST_COLUMNS = ("method", "family", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage")
 TABLE_METRICS = ("R_tra", "R_each", "length", "MCD", "gini", "coverage")
 R_TRA_RANGE = (0.0, float("inf"))
 """R_tra's range: the ground-truth rewards of every dataset recsim reads are >= 0."""
@@ -61,8 +61,8 @@ def collect_rows(run_dir: Path, eval_names: list[str]) -> pd.DataFrame:
             raise DataError(str(path), None, "evaluation results not found; run the pipeline first")
         info = read_json(path)
         for row in info["rows"]:
-            records.append({"method": info["method"], "algorithm": info.get("algorithm", ""),
-                            "seed": int(info["seed"]), **row})
+            records.append({"method": info["method"], "family": info.get("family", ""),
+                            "seed": int(info["seed"]), **row, "reference": bool(info.get("reference", False))})
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return frame
@@ -94,9 +94,11 @@ def _fmt(value: float) -> str:
 
 
 def styles_of(results: pd.DataFrame) -> dict[str, fig.MethodStyle]:
-    """`figures.method_styles` of the methods of `results` (by their algorithm)."""
-    algorithms = dict(zip(results["method"], results.get("algorithm", pd.Series([""] * len(results))), strict=True))
-    return fig.method_styles(algorithms)
+    """`figures.method_styles` of the methods of `results` (by their family and reference flag)."""
+    families = {}
+    for _, row in results.drop_duplicates("method").iterrows():
+        families[row["method"]] = fig.display_family(row.get("family", ""), bool(row.get("reference", False)))
+    return fig.method_styles(families)
 
 
 def seed_interval(values: np.ndarray, bounds: tuple[float, float] = R_TRA_RANGE) -> dict[str, float]:
@@ -194,13 +196,23 @@ def _budget_text(spec: dict[str, Any]) -> str:
     for method in spec.get("methods", []):
         params = method.get("params") or {}
         keys = {k: params[k] for k in BUDGET_KEYS if k in params}
-        if not keys and method.get("algorithm") in fig.FAMILY_OF_ALGORITHM and \
-                fig.family_of(method["algorithm"]) in ("static", "reference"):
+        if not keys and _family_of_spec_method(method) == "static":
             continue
         text = ", ".join(f"{k}={v}" for k, v in keys.items()) or "budget=cpu (default)"
         groups.setdefault(text, []).append(method["name"])
     parts += [f"{', '.join(names)}: {text}" for text, names in groups.items()]
     return "; ".join(parts)
+
+
+def _family_of_spec_method(method: dict[str, Any]) -> str:
+    """The family of a spec's method entry (`recsim.policy.methods`), "" when unknown."""
+    from recsim.errors import ConfigError
+    from recsim.policy.methods import get_method
+
+    try:
+        return get_method(method.get("method") or method["name"]).family
+    except (ConfigError, KeyError):
+        return ""
 
 
 def header_items(run_dir: Path, results: pd.DataFrame, dataset: Any = None) -> list[tuple[str, str]]:
@@ -412,15 +424,15 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, eval_na
 
 
 def evaluation_folders(run_dir: str | os.PathLike) -> list[str]:
-    """Names of the evaluation folders of a run (`eval-*` with a metrics.json): in the order the
-    run's report stage lists them (the spec's order) where it does, the rest sorted by name."""
+    """Names of the evaluation folders of a run (`eval-*` with a metrics.json): those the run's
+    report stage lists, in its order (the current spec's methods: folders left by an earlier,
+    larger spec are not shown); where no report stage exists, every one, sorted by name."""
     run_dir = Path(run_dir)
     found = {p.name for p in run_dir.glob("eval-*") if (p / "metrics.json").is_file()}
-    listed: list[str] = []
     config = run_dir / "report" / "config.json"
     if config.is_file():
-        listed = [name for name in read_json(config).get("evaluations", []) if name in found]
-    return listed + sorted(found - set(listed))
+        return [name for name in read_json(config).get("evaluations", []) if name in found]
+    return sorted(found)
 
 
 def summary_lines(results: pd.DataFrame, mode: str | None = None) -> str:

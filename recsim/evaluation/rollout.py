@@ -22,7 +22,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -171,6 +171,7 @@ def summarise(log: EpisodeLog, item_categories: np.ndarray, dominating: np.ndarr
     length = float(log.lengths.mean())
     n_items = item_categories.shape[0]
     recommended = log.items[log.items >= 0]
+    has_categories = item_categories.shape[1] > 0
     return {
         "R_tra": r_tra,
         "R_tra_low": low,
@@ -178,10 +179,11 @@ def summarise(log: EpisodeLog, item_categories: np.ndarray, dominating: np.ndarr
         "length": length,
         "R_each": r_tra / length if length > 0 else float("nan"),
         "quit_rate": float(log.quit.mean()),
-        "MCD": exposure.mcd(recommended, item_categories, dominating),
+        "MCD": exposure.mcd(recommended, item_categories, dominating) if has_categories else math.nan,
         "gini": exposure.gini(exposure.exposure_counts(recommended, n_items)),
         "coverage": exposure.coverage(recommended, n_items),
-        "category_entropy": exposure.category_entropy(recommended, item_categories, normalise=True),
+        "category_entropy": (exposure.category_entropy(recommended, item_categories, normalise=True)
+                             if has_categories else math.nan),
     }
 
 
@@ -202,10 +204,3 @@ def across_seeds(values: np.ndarray | list[float], confidence: float = 0.95) -> 
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * std / math.sqrt(x.size)
     return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": int(x.size)}
-
-
-def dominating_from_dataset(dataset: Any, share: float = 0.8, threshold: float = 0.0) -> np.ndarray:
-    """MCD's dominating categories of a `Dataset`'s training positives (label > threshold)."""
-    train = dataset.train
-    return exposure.dominating_categories(train["item"].to_numpy(), train["label"].to_numpy(),
-                                          dataset.item_categories, share, threshold)

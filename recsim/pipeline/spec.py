@@ -1,15 +1,15 @@
-"""Pipeline specs: a YAML file mapped onto nested, validated config dataclasses.
+"""Pipeline specs: a YAML file mapped onto the components' own, validated config dataclasses.
 
 A spec names the dataset, the user model, the kNN reward estimator, the environment and quit
-rule, the methods to train, the evaluation and the report (see `pipelines/*.yaml`). Sections
-that configure a library component hold *overrides* of that component's own config dataclass
-(`user_model` -> `recsim.user_model.train.TrainConfig`, `knn` -> `recsim.reward.knn.KnnConfig`,
-`env` -> `recsim.env.EnvConfig`, `quit` -> `recsim.env.QuitRuleConfig`, a method's `penalty` ->
-`recsim.reward.penalty.PenaltyConfig`): every key and the type of every value is checked against
-that dataclass when the spec is loaded, so a typo fails before any stage runs, with a
-`ConfigError` naming the key and the file. Dataset-dependent defaults (the kNN's k, the penalty
-presets) are filled in when a stage resolves its config; the resolved config is what each stage
-writes to its `config.json`.
+rule, the methods to train, the evaluation and the report (see `pipelines/*.yaml`). When the
+spec is loaded, `env` becomes a `recsim.env.EnvConfig`, `quit` a `recsim.env.QuitRuleConfig`,
+`evaluation` an `EvaluationSpec` (an `recsim.evaluation.online.EvalConfig` with the final
+table's settings), and every method's entry is resolved into the `recsim.policy.train.MethodConfig`
+its stages run (`Spec.method_config`); `user_model` and `knn` hold overrides of
+`recsim.user_model.train.TrainConfig` / `recsim.reward.knn.KnnConfig`, checked key by key, whose
+dataset-dependent defaults their stages fill in. Every key and the type of every value is checked
+when the spec is loaded, so a typo fails before any stage runs, with a `ConfigError` naming the
+key and the file; the resolved config is what each stage writes beside its outputs.
 
 Overrides from the command line (`--set key=value`) address keys by dotted path; methods are
 addressed by name (`methods.dorl.penalty.lambda_E=1`). Values are parsed as YAML scalars and
@@ -26,22 +26,23 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from recsim.config import build_dataclass, check_overrides, field_types, parse_value
+from recsim.env.config import EnvConfig
+from recsim.env.quit_rules import QuitRuleConfig
 from recsim.errors import ConfigError
+from recsim.evaluation.online import EvalConfig
+from recsim.safe_yaml import load_yaml_file
+from recsim.seeds import parse_seeds  # noqa: F401  (part of this module's API: sweeps and tests use it)
 
-SEED_RANGE = re.compile(r"^(\d+)-(\d+)$")
-REWARDS = ("user_model", "user_model_ips", "knn")
+REWARDS = ("user_model", "user_model_ips", "knn", "truth")
 
 
-def default_reward(preset: str) -> str:
-    """The reward table of a `recsim.policy.presets` method (e.g. knn for roler), else user_model."""
-    try:
-        from recsim.policy.presets import METHODS
-    except ImportError:
-        return "user_model"
-    method = METHODS.get(preset.lower())
-    return method.reward if method is not None and method.reward in REWARDS else "user_model"
+def default_reward(method: str) -> str:
+    """The reward table of a `recsim.policy.methods` method (e.g. knn for roler), else user_model."""
+    from recsim.policy.methods import METHODS
+
+    entry = METHODS.get(method.lower())
+    return entry.reward if entry is not None and entry.reward in REWARDS else "user_model"
 
 
 # ----------------------------------------------------------------------------- sections
@@ -59,8 +60,6 @@ class DataSpec:
         raw_dir: folder of the raw files; default `datasets/<name>/raw` (relative to the
             current directory).
         cache_dir: Parquet cache of converted raw files (default: `$RECSIM_CACHE_DIR`).
-        positive_threshold: a training row is a positive (for MCD's dominating categories) when
-            its label is above this.
         complete: for a dataset without a ground-truth matrix, fields of
             `recsim.data.completion.CompletionConfig` (`{}` for its defaults): the data stage
             fits a matrix factorisation on the random-exposure test log and uses the completed
@@ -74,7 +73,6 @@ class DataSpec:
     world: dict[str, Any] = dataclasses.field(default_factory=dict)
     raw_dir: str | None = None
     cache_dir: str | None = None
-    positive_threshold: float = 0.0
     complete: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
@@ -103,82 +101,87 @@ class DataSpec:
 
 @dataclasses.dataclass
 class MethodSpec:
-    """One method to train and evaluate.
+    """One method of the comparison (see `recsim.policy` for the vocabulary).
 
     Attributes:
-        name: unique label in the results (e.g. "dorl", "eps_greedy").
-        algorithm: what trains it (see `recsim.pipeline.agents.AGENT_ALGORITHMS`).
-        reward: reward table the method reads: "user_model", "user_model_ips" (the ensemble
-            trained with inverse item-popularity weights) or "knn"; default: the preset's
-            (`recsim.policy.presets`, e.g. knn for roler), else "user_model".
-        penalty: overrides of the method's preset `PenaltyConfig` (lambda_U, lambda_E, ...).
-        preset: penalty preset name (mbpo, mopo, dorl, roler); default: `name` when it is one.
-        params: overrides of the algorithm's own config.
+        name: unique label in the results (e.g. "dorl", "dorl_ppo").
+        method: the method (`recsim.policy.methods.METHODS`); default: `name`.
+        reward: the reward table it reads: "user_model", "user_model_ips" (the ensemble trained
+            with inverse item-popularity weights), "knn" or "truth" (the dataset's ground truth:
+            gt_oracle); default: the method's own (knn for roler and ours), else "user_model".
+        penalty: overrides of the method's `PenaltyConfig` (lambda_U, lambda_E, ...).
+        params: overrides of the budget and of what trains it (`recsim.policy.train.method_config`:
+            epochs, epoch_num_steps, lr, ent_coef, algorithm (a2c / ppo), tracker, epsilon, ...).
     """
 
     name: str
-    algorithm: str
+    method: str | None = None
     reward: str | None = None
     penalty: dict[str, Any] = dataclasses.field(default_factory=dict)
-    preset: str | None = None
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.reward is None:
-            self.reward = default_reward(self.preset or self.name)
-        if self.reward not in REWARDS:
-            raise ConfigError(f"methods.{self.name}.reward: {self.reward!r} is not one of {', '.join(REWARDS)}")
+        from recsim.policy.methods import get_method
+
         if not re.match(r"^[A-Za-z0-9_\-]+$", self.name):
             raise ConfigError(f"methods.{self.name}: a method name may hold letters, digits, '_' and '-' only")
+        try:
+            self.method = get_method(self.method or self.name).name
+        except ConfigError as error:
+            raise ConfigError(f"methods.{self.name}.method: {error}") from None
+        if self.reward is None:
+            self.reward = default_reward(self.method)
+        if self.reward not in REWARDS:
+            raise ConfigError(f"methods.{self.name}.reward: {self.reward!r} is not one of {', '.join(REWARDS)}")
+
+    @property
+    def family(self) -> str:
+        from recsim.policy.methods import get_method
+
+        return get_method(str(self.method)).family
 
 
-@dataclasses.dataclass
-class EvaluationSpec:
-    """Online evaluation in the ground-truth world, ranking metrics and off-policy estimates.
+@dataclasses.dataclass(frozen=True)
+class EvaluationSpec(EvalConfig):
+    """The evaluation section: the online evaluation's own `EvalConfig` fields (its `mode` is
+    the training curve's), the final table's modes, ranking metrics and off-policy estimates.
 
     Attributes:
-        modes: evaluation modes ("FB", "NX_0", "NX_<k>").
-        n_episodes: episodes per mode (one user each, a fixed seeded set shared by all methods).
-        user_seed: seed of that set of users (independent of the run seed).
+        modes: modes of the final table ("FB", "NX_0", "NX_<k>").
         ope: OPE estimators (`recsim.evaluation.ope.ESTIMATORS` names); [] = none.
         ope_cap: cap of CIS / NCIS / PointNCIS / DR weights.
         ope_max_users: OPE uses the logged rows of at most this many users (seeded choice).
-        n_bootstrap: bootstrap resamples of OPE intervals.
         ndcg_k: cut-offs of NDCG@k / Recall@k of each policy's first-step ranking.
-        mcd_share: cumulative share that defines MCD's dominating categories.
-        batch_size: episodes stepped together.
     """
 
     modes: list[str] = dataclasses.field(default_factory=lambda: ["FB", "NX_0", "NX_10"])
-    n_episodes: int = 100
-    user_seed: int = 0
     ope: list[str] = dataclasses.field(default_factory=lambda: ["ips", "snips", "ncis", "dr"])
     ope_cap: float = 10.0
     ope_max_users: int = 500
-    n_bootstrap: int = 200
     ndcg_k: list[int] = dataclasses.field(default_factory=lambda: [10])
-    mcd_share: float = 0.8
-    batch_size: int = 1000
 
     def __post_init__(self) -> None:
         from recsim.env.modes import parse_mode
         from recsim.evaluation.ope import ESTIMATORS
 
+        super().__post_init__()
         if not self.modes:
             raise ConfigError("evaluation.modes: name at least one mode")
-        self.modes = [parse_mode(m).name for m in self.modes]
+        object.__setattr__(self, "modes", [parse_mode(m).name for m in self.modes])
         unknown = [e for e in self.ope if e not in ESTIMATORS]
         if unknown:
             raise ConfigError(f"evaluation.ope: unknown estimator(s) {unknown}; choose from {sorted(ESTIMATORS)}")
-        for name in ("n_episodes", "ope_max_users", "n_bootstrap", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"evaluation.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.ope_max_users < 1:
+            raise ConfigError(f"evaluation.ope_max_users: must be >= 1, got {self.ope_max_users}")
         if any(k < 1 for k in self.ndcg_k):
             raise ConfigError(f"evaluation.ndcg_k: cut-offs must be >= 1, got {self.ndcg_k}")
-        if not 0 < self.mcd_share <= 1:
-            raise ConfigError(f"evaluation.mcd_share: must be in (0, 1], got {self.mcd_share}")
         if not self.ope_cap > 0:
             raise ConfigError(f"evaluation.ope_cap: must be > 0, got {self.ope_cap}")
+
+    def online(self, mode: str | None = None) -> EvalConfig:
+        """The `EvalConfig` of this section (in `mode`, default the training curve's)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig)}
+        return EvalConfig(**{**fields, **({"mode": mode} if mode else {})})
 
 
 @dataclasses.dataclass
@@ -202,7 +205,11 @@ class Spec:
         name: the pipeline's name (report title, sweep tables).
         seeds: run seeds; every seed-dependent stage runs once per seed. The user model is
             trained per run seed too, unless `user_model.seed` fixes one shared model.
-        data, user_model, knn, env, quit, methods, evaluation, report: the sections.
+        data, env, quit, methods, evaluation, report: the sections, each its component's own
+            config (`env` -> `EnvConfig`, `quit` -> `QuitRuleConfig`, `evaluation` -> an
+            `EvalConfig`, each method -> a `MethodConfig` by `method_config`).
+        user_model, knn: overrides of `TrainConfig` / `KnnConfig`, checked at load; their
+            dataset-dependent defaults are filled in by the stage that resolves them.
         progress: show per-stage progress bars.
     """
 
@@ -211,8 +218,8 @@ class Spec:
     data: DataSpec = dataclasses.field(default_factory=DataSpec)
     user_model: dict[str, Any] = dataclasses.field(default_factory=dict)
     knn: dict[str, Any] = dataclasses.field(default_factory=dict)
-    env: dict[str, Any] = dataclasses.field(default_factory=dict)
-    quit: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+    quit: QuitRuleConfig = dataclasses.field(default_factory=QuitRuleConfig)
     methods: list[MethodSpec] = dataclasses.field(default_factory=list)
     evaluation: EvaluationSpec = dataclasses.field(default_factory=EvaluationSpec)
     report: ReportSpec = dataclasses.field(default_factory=ReportSpec)
@@ -233,167 +240,27 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def method_config(self, method: MethodSpec, seed: int):
+        """The `MethodConfig` of `method` for run seed `seed` (`recsim.policy.train.method_config`)."""
+        from recsim.policy.train import method_config
+
+        params = {k: v for k, v in method.params.items() if k != "budget"}
+        return method_config(str(method.method), self.data.name, params=params, penalty=method.penalty,
+                             budget_name=str(method.params.get("budget", "cpu")), name=method.name, env=self.env,
+                             quit=self.quit,
+                             evaluation=self.evaluation.online(), seed=seed, progress=self.progress,
+                             where=f"methods.{method.name}.params")
+
 
 def component_sections() -> dict[str, type]:
     """Spec sections that hold overrides of a library config dataclass -> that dataclass."""
-    from recsim.env.config import EnvConfig
-    from recsim.env.quit_rules import QuitRuleConfig
     from recsim.reward.knn import KnnConfig
     from recsim.user_model.train import TrainConfig
 
-    return {"user_model": TrainConfig, "knn": KnnConfig, "env": EnvConfig,
-            "quit": QuitRuleConfig}
-
-
-def _penalty_config() -> type:
-    from recsim.reward.penalty import PenaltyConfig
-
-    return PenaltyConfig
-
-
-# ----------------------------------------------------------------------------- typed conversion
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _fail(file: str, key: str, problem: str) -> ConfigError:
-    return ConfigError(f"{file}: {key}: {problem}")
-
-
-def convert(value: Any, tp: Any, key: str, file: str) -> Any:
-    """`value` (parsed YAML) as type `tp`; raise ConfigError naming `key` and `file` if it is not one.
-
-    Supports bool, int, float, str, None, unions (`X | None`), list[X], tuple[X, ...], dict[str, X],
-    `Any` and config dataclasses (a mapping whose keys must be the dataclass's fields).
-    """
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return convert(value, option, key, file)
-            except ConfigError as error:
-                errors.append(error)
-        raise errors[0] if errors else _fail(file, key, f"expected {_type_name(tp)}, got {value!r}")
-    if tp is type(None):
-        if value is not None:
-            raise _fail(file, key, f"expected null, got {value!r}")
-        return None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _fail(file, key, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _fail(file, key, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str) and value.strip().lower() in ("inf", ".inf", "+inf"):
-                return float("inf")
-            raise _fail(file, key, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise _fail(file, key, f"expected a string, got {value!r}")
-        return value
-    if origin in (list, tuple):
-        args = typing.get_args(tp)
-        item_tp = args[0] if args else Any
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise _fail(file, key, f"expected a list, got {value!r}")
-        items = [convert(v, item_tp, f"{key}[{i}]", file) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise _fail(file, key, f"expected a mapping, got {value!r}")
-        args = typing.get_args(tp)
-        value_tp = args[1] if len(args) == 2 else Any
-        return {str(k): convert(v, value_tp, f"{key}.{k}", file) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, key, file)
-    raise _fail(file, key, f"unsupported field type {_type_name(tp)}")
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Resolved type hints of the init fields of dataclass `cls`."""
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
-
-
-def check_overrides(cls: type, mapping: Any, key: str, file: str) -> dict[str, Any]:
-    """Check a mapping of overrides of dataclass `cls` (keys and value types); return it converted."""
-    if mapping is None:
-        return {}
-    if not isinstance(mapping, dict):
-        raise _fail(file, key, f"expected a mapping of {cls.__name__} fields, got {mapping!r}")
-    types_ = field_types(cls)
-    out = {}
-    for name, value in mapping.items():
-        if name not in types_:
-            raise _fail(file, f"{key}.{name}", f"unknown key; {cls.__name__} fields are {', '.join(types_)}")
-        field_tp = types_[name]
-        if dataclasses.is_dataclass(field_tp) and isinstance(value, dict):
-            out[name] = check_overrides(field_tp, value, f"{key}.{name}", file)
-        else:
-            out[name] = convert(value, field_tp, f"{key}.{name}", file)
-    return out
-
-
-def build_dataclass(cls: type, mapping: Any, key: str, file: str) -> Any:
-    """An instance of `cls` from a mapping; unknown keys, wrong types and invalid values name `key`."""
-    prefix = f"{key}." if key else ""
-    if not isinstance(mapping, dict):
-        raise _fail(file, key or "(top level)", f"expected a mapping, got {mapping!r}")
-    types_ = field_types(cls)
-    kwargs = {}
-    for name, value in mapping.items():
-        if name not in types_:
-            raise _fail(file, f"{prefix}{name}", f"unknown key; expected one of {', '.join(types_)}")
-        kwargs[name] = convert(value, types_[name], f"{prefix}{name}", file)
-    try:
-        return cls(**kwargs)
-    except ConfigError as error:
-        raise ConfigError(f"{file}: {error}") from None
-    except TypeError as error:
-        raise _fail(file, key or "(top level)", str(error)) from None
+    return {"user_model": TrainConfig, "knn": KnnConfig}
 
 
 # ----------------------------------------------------------------------------- loading and overrides
-
-
-def parse_seeds(text: str) -> list[int]:
-    """Seeds from "0,1,2", "0-4" or a mix ("0-2,7")."""
-    seeds: list[int] = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        match = SEED_RANGE.match(part)
-        try:
-            if match:
-                low, high = int(match.group(1)), int(match.group(2))
-                if high < low:
-                    raise ConfigError(f"--seeds: empty range {part!r}")
-                seeds.extend(range(low, high + 1))
-            else:
-                seeds.append(int(part))
-        except ValueError:
-            raise ConfigError(f"--seeds: {part!r} is not an integer or a range a-b") from None
-    if not seeds:
-        raise ConfigError(f"--seeds: no seeds in {text!r}")
-    return seeds
 
 
 def parse_assignment(text: str) -> tuple[str, str]:
@@ -405,21 +272,6 @@ def parse_assignment(text: str) -> tuple[str, str]:
     if not key:
         raise ConfigError(f"--set {text!r}: empty key")
     return key, value
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        return text
-
-
-def _raw_value(text: str) -> Any:
-    """A command-line value: a YAML scalar or flow list, or a comma-separated list."""
-    value = _scalar(text)
-    if isinstance(value, str) and "," in value and not value.strip().startswith(("[", "{")):
-        return [_scalar(v) for v in value.split(",")]
-    return value
 
 
 def apply_override(data: dict[str, Any], key: str, text: str, file: str = "--set") -> None:
@@ -446,7 +298,7 @@ def _set_path(node: dict[str, Any], parts: list[str], text: str, key: str, file:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"{file}: {key}: {part!r} is not a mapping")
-    node[parts[-1]] = _raw_value(text)
+    node[parts[-1]] = parse_value(text)
 
 
 def _coerce_strings(value: Any, tp: Any) -> Any:
@@ -491,33 +343,26 @@ def spec_from_dict(data: dict[str, Any], file: str = "<spec>") -> Spec:
         if section in data:
             data[section] = _coerce_tree(data[section], cls)
             check_overrides(cls, data[section], section, file)
-    penalty_cls = _penalty_config()
     for i, method in enumerate(data.get("methods") or []):
-        if isinstance(method, dict) and isinstance(method.get("penalty"), dict):
-            label = method.get("name", i)
-            method["penalty"] = _coerce_tree(method["penalty"], penalty_cls)
-            check_overrides(penalty_cls, method["penalty"], f"methods.{label}.penalty", file)
+        if isinstance(method, dict) and "algorithm" in method:
+            raise ConfigError(f"{file}: methods.{method.get('name', i)}.algorithm: removed; name the method with "
+                              "`method:` (default: its name) and a model-based learner with `params.algorithm`")
     spec = build_dataclass(Spec, data, "", file)
     for section, cls in sections.items():
         setattr(spec, section, check_overrides(cls, getattr(spec, section), section, file))
     for method in spec.methods:
-        method.penalty = check_overrides(penalty_cls, method.penalty, f"methods.{method.name}.penalty", file)
-    from recsim.pipeline.methods import check_method
-
-    for method in spec.methods:
-        check_method(method, file)
+        try:
+            spec.method_config(method, spec.seeds[0])
+        except ConfigError as error:
+            message = str(error)
+            raise ConfigError(message if message.startswith(file) else f"{file}: {message}") from None
     return spec
 
 
 def read_spec_data(path: str | os.PathLike) -> dict[str, Any]:
     """The raw mapping of a YAML spec file."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: spec file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}".replace("\n", " ")) from None
+    data = load_yaml_file(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):

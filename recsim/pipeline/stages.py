@@ -36,16 +36,18 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from recsim.errors import ConfigError
+from recsim.errors import ConfigError, RecsimError
 from recsim.io import atomic_dir, read_json, write_json
-from recsim.pipeline.methods import MethodContext, get_algorithm
-from recsim.pipeline.spec import Spec
+from recsim.pipeline.methods import MethodNeeds, method_inputs, method_needs
+from recsim.pipeline.spec import MethodSpec, Spec
 
 MARKER = ".complete.json"
-CODE_VERSION = 1
-"""Bump when every stage's outputs change for the same config (invalidates every cached stage)."""
-EVAL_VERSION = 2
-"""Version of the evaluation stages' code (2: the policy's sampling seed follows the run seed)."""
+CODE_VERSION = 2
+"""Bump when every stage's outputs change for the same config (invalidates every cached stage;
+2: one training path, saved policies as JSON + weights)."""
+EVAL_VERSION = 3
+"""Version of the evaluation stages' code (2: the policy's sampling seed follows the run seed; 3: one
+online evaluator, R_tra_std, the user model's Recall@k relevance, MCD missing without categories)."""
 
 
 @dataclasses.dataclass
@@ -116,9 +118,9 @@ def completed_content(directory: Path, key: str) -> str | None:
         return None
     try:
         info = read_json(marker)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecsimError):
         return None
-    if info.get("key") != key:
+    if not isinstance(info, dict) or info.get("key") != key:
         return None
     if content_hash(directory) != info.get("content"):
         return None
@@ -188,7 +190,7 @@ class Runner:
             start = time.perf_counter()
             (target / MARKER).unlink(missing_ok=True)
             self._remove_leftovers(stage.name)
-            with atomic_dir(target) as tmp:
+            with atomic_dir(target, "stage") as tmp:
                 write_json(tmp / "config.json", stage.config)
                 stage.run(tmp, self)
             content = content_hash(target)
@@ -313,106 +315,74 @@ def _knn_stage(spec: Spec, seed: int) -> Stage:
     return Stage(name, resolved, inputs, run)
 
 
-def _uses_disagreement(method: Any) -> bool:
-    try:
-        from recsim.policy.presets import METHODS
-    except ImportError:
-        return False
-    preset = METHODS.get((method.preset or method.name).lower())
-    return preset is not None and preset.uncertainty == "user_model_disagreement"
-
-
-def _method_table(runner: Runner, table_stage: str | None, seed: int, disagreement: bool):
-    # `seed` is the user model's seed (`model_seed`).
-    """The method's reward table; for "ours", with the ensemble disagreement as its uncertainty."""
-    if table_stage is None:
-        return None
-    table = runner.table(table_stage)
-    if disagreement:
-        from recsim.reward.table import RewardTable
-
-        other = runner.table(f"{model_stage_name(seed)}/disagreement")  # seed: the model's
-        table = RewardTable(table.mean, other.uncertainty, table.users, table.items,
-                            f"{table.kind}+uncertainty:{other.kind}")
-    return table
-
-
 @dataclasses.dataclass(frozen=True)
 class MethodPlan:
     """Which stages one method of one seed reads."""
 
+    needs: MethodNeeds
     table_stage: str | None
     model_stage: str | None
-    disagreement: bool
     inputs: tuple[str, ...]
 
 
-def _method_plan(spec: Spec, method: Any, seed: int, knn_name: str) -> MethodPlan:
-    algorithm = get_algorithm(method.algorithm)
+def _method_plan(spec: Spec, method: MethodSpec, seed: int, knn_name: str) -> MethodPlan:
+    needs = method_needs(method)
     ms = model_seed(spec, seed)
     table_stage = None
-    if algorithm.needs_table:
+    if needs.table is not None:
         table_stage = {"user_model": model_stage_name(ms), "user_model_ips": model_stage_name(ms, True),
-                       "knn": knn_name}[method.reward]
-    disagreement = algorithm.uses_penalty and _uses_disagreement(method)
-    model_stage = model_stage_name(ms) if (algorithm.needs_user_model or disagreement) else None
+                       "knn": knn_name}[needs.table]
+    model_stage = model_stage_name(ms) if needs.user_model else None
     inputs = ["data"] + [s for s in (table_stage, model_stage) if s is not None]
-    return MethodPlan(table_stage, model_stage, disagreement, tuple(dict.fromkeys(inputs)))
+    return MethodPlan(needs, table_stage, model_stage, tuple(dict.fromkeys(inputs)))
 
 
-def _penalty(spec: Spec, method: Any) -> dict[str, Any] | None:
-    if not get_algorithm(method.algorithm).uses_penalty:
-        return None
-    try:
-        from recsim.policy.presets import method as preset_of
-        from recsim.policy.presets import method_penalty
-
-        base = method_penalty(preset_of(method.preset or method.name), spec.data.name)
-    except ImportError:
-        from recsim.reward.penalty import preset
-
-        base = preset(spec.data.name, method.preset or method.name)
-    return _jsonable(dataclasses.replace(base, **method.penalty))
-
-
-def _method_stages(spec: Spec, method: Any, seed: int, knn_name: str) -> tuple[Stage, Stage]:
-    algorithm = get_algorithm(method.algorithm)
+def _method_stages(spec: Spec, method: MethodSpec, seed: int, knn_name: str) -> tuple[Stage, Stage]:
     mplan = _method_plan(spec, method, seed, knn_name)
     policy_name = f"policy-{method.name}-s{seed}"
-    policy_config = {"method": method.name, "algorithm": method.algorithm, "reward": method.reward,
-                     "preset": method.preset, "seed": seed, "params": method.params,
-                     "penalty": _penalty(spec, method), "env": spec.env, "quit": spec.quit}
+    config = spec.method_config(method, seed)
+    policy_config = {"method": _jsonable(dataclasses.replace(config, progress=False)), "reward": mplan.needs.table}
 
-    def context(runner: Runner) -> MethodContext:
-        return MethodContext(
-            dataset=runner.dataset(), method=method, seed=seed,
-            table=_method_table(runner, mplan.table_stage, model_seed(spec, seed), mplan.disagreement),
-            user_model_dir=runner.path(mplan.model_stage) if mplan.model_stage else None,
-            env=dict(spec.env), quit=dict(spec.quit), progress=spec.progress,
-        )
+    def inputs(runner: Runner):
+        table = runner.table(mplan.table_stage) if mplan.table_stage else None
+        disagreement = runner.table(f"{mplan.model_stage}/disagreement") if mplan.needs.disagreement else None
+        model_dir = runner.path(mplan.model_stage) if mplan.model_stage else None
+        return method_inputs(runner.dataset(), mplan.needs, table, model_dir, disagreement)
 
     def train(out: Path, runner: Runner) -> None:
-        resolved = algorithm.train(context(runner), out)
-        write_json(out / "policy_config.json", resolved)
+        from recsim.policy.train import train_method
+
+        run = train_method(config, inputs(runner), out)
+        for warning in run.warnings:
+            runner.say(f"warning: {policy_name}: {warning}")
+        curve = [(h["epoch"], h["R_tra"]) for h in run.history if "R_tra" in h]
+        write_json(out / "training_curve.json", {"x": [c[0] for c in curve], "y": [c[1] for c in curve],
+                                                 "x_label": "epoch",
+                                                 "y_label": f"R_tra (ground truth, {config.evaluation.mode})"})
+        for folder in ("checkpoints", "tensorboard"):  # serve a resumed training only: not results
+            shutil.rmtree(out / folder, ignore_errors=True)
 
     evaluation = spec.evaluation
     needs_model = any(e in ("dm", "dr", "sndr") for e in evaluation.ope)
     ope_model = model_stage_name(model_seed(spec, seed)) if needs_model else None
     eval_inputs = tuple(dict.fromkeys([policy_name, *mplan.inputs, *([ope_model] if ope_model else [])]))
     eval_config = {"method": method.name, "seed": seed, "evaluation": dataclasses.asdict(evaluation),
-                   "env": spec.env, "quit": spec.quit}
+                   "env": dataclasses.asdict(spec.env), "quit": dataclasses.asdict(spec.quit)}
 
     def evaluate(out: Path, runner: Runner) -> None:
-        from recsim.pipeline.evaluate import evaluate_policy
+        from recsim.pipeline.evaluation import evaluate_method
+        from recsim.policy.storage import load_policy
 
-        policy = algorithm.load(context(runner), runner.path(policy_name))
+        policy = load_policy(runner.path(policy_name), inputs(runner))
         model_table = runner.table(ope_model) if ope_model else None
-        rows, logs = evaluate_policy(policy, runner.dataset(), evaluation, spec.env, spec.quit, model_table,
-                                     seed, spec.progress)
+        rows, logs = evaluate_method(policy, runner.dataset(), config, evaluation, model_table, spec.progress)
         for mode, log in logs.items():
             log.save(out / f"episodes_{mode}.npz")
         training = runner.path(policy_name) / "training_curve.json"
-        write_json(out / "metrics.json", {"method": method.name, "algorithm": method.algorithm, "seed": seed,
+        trained = read_json(runner.path(policy_name) / "results.json")
+        write_json(out / "metrics.json", {"method": method.name, "family": config.family,
+                                          "reference": config.spec.reference, "seed": seed,
+                                          "warnings": trained.get("warnings", []),
                                           "rows": rows,
                                           "training_curve": read_json(training) if training.is_file() else None})
 
@@ -437,8 +407,8 @@ def plan(spec: Spec) -> list[Stage]:
     if not spec.methods:
         raise ConfigError("methods: the spec trains no method; add at least one")
     stages = [_data_stage(spec)]
-    uses_knn = any(get_algorithm(m.algorithm).needs_table and m.reward == "knn" for m in spec.methods)
-    disagreement = any(get_algorithm(m.algorithm).uses_penalty and _uses_disagreement(m) for m in spec.methods)
+    uses_knn = any(method_needs(m).table == "knn" for m in spec.methods)
+    disagreement = any(method_needs(m).disagreement for m in spec.methods)
     method_stages, eval_names = [], []
     needed: set[str] = set()
     for seed in spec.seeds:

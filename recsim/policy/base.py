@@ -1,8 +1,14 @@
-"""The one interface every policy offers for evaluation: `act(observations, mask) -> items`.
+"""The one interface every policy offers for evaluation (`Recommender`).
 
 `observations` is the environment's observation dict with a leading batch axis (layout:
 `recsim.env.config.observation_space`: user, history, feedback, mask, turn); `mask` is bool
-(B, n_items), True = allowed. `act` returns int64 (B,) item columns, never a masked item.
+(B, n_items), True = allowed.
+
+- `act(observations, mask)` -> int64 (B,) item columns, never a masked item;
+- `action_probs(observations, mask)` -> float32 (B, n_items): the distribution `act` draws
+  from (masked items 0, rows sum to 1), for off-policy estimates;
+- `ranking_scores(observations, mask)` -> float64 (B, n_items) scores to rank items by (NDCG),
+  or None for a policy with no ranking (random).
 
 Static baselines implement `Recommender` directly (`recsim.policy.static`); tianshou-trained
 policies are wrapped by `TianshouRecommender`.
@@ -28,6 +34,27 @@ class Recommender(Protocol):
         """int64 (B,) items, one per row of the batch, each allowed by `mask` (B, n_items)."""
         ...
 
+    def action_probs(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """float32 (B, n_items): the probability that `act` picks each item (masked items 0)."""
+        ...
+
+    def ranking_scores(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray | None:
+        """float64 (B, n_items) item scores to rank by, or None when the policy ranks nothing."""
+        ...
+
+
+def one_hot(items: np.ndarray, n_items: int) -> np.ndarray:
+    """float32 (B, n_items) with 1 at each row's item of `items` (B,)."""
+    out = np.zeros((len(items), n_items), dtype=np.float32)
+    out[np.arange(len(items)), np.asarray(items, dtype=np.int64)] = 1.0
+    return out
+
+
+def uniform_probs(mask: np.ndarray) -> np.ndarray:
+    """float32 (B, n_items): uniform over each row's allowed items."""
+    mask = np.asarray(mask, dtype=bool)
+    return (mask / np.maximum(mask.sum(axis=1, keepdims=True), 1)).astype(np.float32)
+
 
 def observation_batch(observations: dict[str, np.ndarray], mask: np.ndarray) -> Batch:
     """A tianshou `Batch(obs=..., info=...)` from an observation dict and its mask."""
@@ -41,7 +68,7 @@ class TianshouRecommender:
 
     The policy runs in eval mode without gradients; a probabilistic policy samples its action
     unless it was built with `deterministic_eval=True` (then it takes the mode). Sampling uses
-    torch's global generator, so callers seed it (`recsim.policy.evaluator` does, inside
+    torch's global generator, so callers seed it (`recsim.evaluation.rollout` does, inside
     `torch.random.fork_rng`).
 
     Args:
@@ -57,15 +84,24 @@ class TianshouRecommender:
         self.feedback_scale = feedback_scale
 
     @torch.no_grad()
-    def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+    def _forward(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> Batch:
+        """The policy's output batch in eval mode (observations scaled as in training)."""
         was_training = self.policy.training
         self.policy.eval()
         if self.feedback_scale is not None:
             observations = self.feedback_scale.observations(observations)
         try:
-            result = self.policy(observation_batch(observations, mask))
+            return self.policy(observation_batch(observations, mask))
         finally:
             self.policy.train(was_training)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether `act` samples from the actor's softmax (else it takes a deterministic item)."""
+        return getattr(self.policy, "actor", None) is not None and not getattr(self.policy, "deterministic_eval", True)
+
+    def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        result = self._forward(observations, mask)
         act = result.act
         if isinstance(act, torch.Tensor):
             act = act.cpu().numpy()
@@ -74,6 +110,27 @@ class TianshouRecommender:
         if not allowed.all():
             items = np.where(allowed, items, masked_fallback(observations, mask, result))
         return items
+
+    @torch.no_grad()
+    def action_probs(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """The actor's masked softmax for a stochastic policy, else 1 on the item `act` picks."""
+        mask = np.asarray(mask, dtype=bool)
+        if not self.stochastic:
+            return one_hot(self.act(observations, mask), mask.shape[1])
+        logits = self._forward(observations, mask).logits
+        probs = torch.softmax(torch.as_tensor(logits).float(), dim=-1).cpu().numpy()
+        probs[~mask] = 0.0
+        return probs / np.maximum(probs.sum(axis=1, keepdims=True), np.float32(1e-30))
+
+    def ranking_scores(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray | None:
+        """The policy's logits or Q-values (quantiles averaged), float64 (B, n_items)."""
+        return self._scores(self._forward(observations, mask))
+
+    @staticmethod
+    def _scores(result: Batch) -> np.ndarray:
+        logits = result.logits
+        scores = logits.detach().cpu().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
+        return (scores.mean(axis=2) if scores.ndim == 3 else scores).astype(np.float64)
 
 
 def masked_fallback(observations: dict[str, np.ndarray], mask: np.ndarray, result: Batch) -> np.ndarray:

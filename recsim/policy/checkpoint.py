@@ -1,7 +1,8 @@
 """Checkpoints and TensorBoard logging of policy training runs.
 
 - `save_checkpoint` / `load_checkpoint`: one file, `checkpoints/last.pt`, replaced atomically
-  after every epoch (`recsim.io.atomic_path` + `torch.save`), holding the algorithm's
+  after every epoch (`recsim.io.atomic_path` + `torch.save`; read back with
+  `torch.load(weights_only=True)`, so a planted file never runs code), holding the algorithm's
   `state_dict` (networks and optimizers, tianshou 2 includes them) and target-update counter
   (`algorithm_state`), the trainer's counters (epoch, env step, gradient step) and the
   evaluation history.
@@ -42,9 +43,11 @@ def load_checkpoint(out_dir: str | os.PathLike) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a corrupt file is a user-facing data problem
-        raise DataError(str(path), None, f"unreadable checkpoint ({error})") from error
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a corrupt, foreign or planted file is a user-facing data problem
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise DataError(str(path), None, f"not loadable as a checkpoint of tensors ({type(error).__name__}: "
+                        f"{first})") from None
 
 
 TARGET_COUNTER = "_iter"

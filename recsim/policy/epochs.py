@@ -18,7 +18,7 @@ import numpy as np
 from recsim.io import write_json
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import algorithm_state, load_checkpoint, restore_algorithm, save_checkpoint
-from recsim.policy.presets import Budget
+from recsim.policy.methods import Budget
 from recsim.progress import progress_bar
 
 
@@ -50,6 +50,39 @@ def resume_state(algorithm: Any, out: Path, resume: bool) -> tuple[list[dict[str
     return checkpoint["history"], tuple(checkpoint["counters"]), True
 
 
+LOSS_LIMIT = 1e6
+"""A training loss (or return) above this in magnitude is reported as diverged."""
+
+COLLAPSE_ITEMS = 5
+"""A policy whose evaluation recommends at most this many distinct items is reported as collapsed."""
+
+
+def health(record: dict[str, Any], n_items: int | None) -> list[str]:
+    """One-line warnings for an epoch's record: a loss or training return that is not finite or
+    exceeds `LOSS_LIMIT` (diverged), an evaluation whose recommendations hold at most
+    `COLLAPSE_ITEMS` distinct items (collapsed)."""
+    problems = []
+    for key in ("loss", "train_return"):
+        value = record.get(key)
+        if value is None:
+            continue
+        if key == "loss" and not np.isfinite(value):
+            problems.append(f"diverged: {key} is {value}")
+        elif np.isfinite(value) and abs(value) > LOSS_LIMIT:
+            problems.append(f"diverged: {key} {value:.3g} exceeds {LOSS_LIMIT:.0e}")
+    if n_items is not None and "coverage" in record and np.isfinite(record["coverage"]):
+        distinct = int(round(record["coverage"] * n_items))
+        if distinct <= COLLAPSE_ITEMS:
+            problems.append(f"collapsed: the evaluation recommended {distinct} distinct items")
+    return problems
+
+
+def warnings_of(history: list[dict[str, Any]]) -> list[str]:
+    """The warnings of the last epoch that has any, prefixed by its epoch."""
+    flagged = [h for h in history if h.get("warnings")]
+    return [f"epoch {flagged[-1]['epoch']}: {w}" for w in flagged[-1]["warnings"]] if flagged else []
+
+
 def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: Budget, algorithm: Any,
                logger: Any, recommender: TianshouRecommender, evaluator: Any, out: Path,
                history: list[dict[str, Any]], first_epoch: int,
@@ -67,9 +100,14 @@ def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: B
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
         record = run_epoch(epoch, epoch_seed)
         if evaluator is not None and (epoch % budget.eval_every == 0 or epoch == budget.epochs):
-            metrics = evaluator.evaluate(recommender, device, policy_seed=seed)
+            metrics = evaluator.evaluate(recommender, seed, device)
             record.update(metrics)
             logger.write("eval/epoch", epoch, {f"eval/{k}": v for k, v in metrics.items()})
+        problems = health(record, evaluator.n_items if evaluator is not None else None)
+        if problems:
+            record["warnings"] = problems
+            if progress:
+                bar.write(f"{method} epoch {epoch}: warning: {'; '.join(problems)}")
         history.append(record)
         bar.set_postfix(**{postfix: f"{record[postfix]:.3f}"},
                         **({"R_tra": f"{record['R_tra']:.3f}"} if "R_tra" in record else {}))
@@ -78,6 +116,7 @@ def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: B
                               "counters": (epoch, *logger.counters[1:]), "method": method})
     logger.finalize()
     evaluated = [h for h in history if "R_tra" in h]
-    final = {k: v for k, v in evaluated[-1].items() if k not in bookkeeping} if evaluated else {}
+    final = ({k: v for k, v in evaluated[-1].items() if k not in (*bookkeeping, "warnings")}
+             if evaluated else {})
     write_json(out / "history.json", history)
     return TrainResult(recommender, history, final, time.perf_counter() - started, out)

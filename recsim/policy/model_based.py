@@ -6,7 +6,7 @@ A2C with gamma 0.9, GAE lambda 1, value coefficient 0.5, no entropy regularisati
 100 parallel simulated users, 100 episodes per collection, minibatch 1024, 200 epochs of
 100,000 steps. Training runs in the simulator over a `RewardTable` with the penalised reward
 (`recsim.reward.penalty`); evaluation every `eval_every` epochs runs in the ground-truth
-environment (NX_0 by default): R_tra, length, R_each, MCD (`recsim.policy.evaluator`).
+environment (NX_0 by default): R_tra, length, R_each, MCD (`recsim.evaluation.online`).
 
 The training loop is tianshou 2's own: `OnPolicyTrainer.execute_epoch` over a `Collector` on
 the natively batched environment (`recsim.env.TianshouVectorEnv`). Around each epoch this module
@@ -43,14 +43,14 @@ from tianshou.data import Collector, VectorReplayBuffer
 from tianshou.trainer import OnPolicyTrainerParams
 
 from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
+from recsim.evaluation.online import OnlineEvaluator
 from recsim.errors import ConfigError
 from recsim.io import write_json
 from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
-from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
-from recsim.policy.presets import Budget
+from recsim.policy.methods import Budget
 from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
 from recsim.policy.trackers import TrackerConfig
@@ -120,8 +120,8 @@ class ModelBasedConfig:
         penalty: the penalised-reward weights of the simulator.
         agent: the learner.
         budget: epochs, steps, parallel users, evaluation frequency.
-        train_mode: the simulator's mode ("NX_0": mask recommended items, as in evaluation).
-        evaluation: the ground-truth evaluation.
+        env: the simulator's episode settings; its mode "NX_0" masks recommended items, as in
+            the evaluation.
         seed: seeds the networks, the simulator's users and the policy's sampling.
         device: "cpu" or "cuda[:n]".
         progress: show progress bars (tianshou's only on a terminal; `recsim.progress`).
@@ -132,19 +132,14 @@ class ModelBasedConfig:
     penalty: PenaltyConfig
     budget: Budget
     agent: AgentConfig = dataclasses.field(default_factory=AgentConfig)
-    train_mode: str = "NX_0"
-    evaluation: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    env: EnvConfig = dataclasses.field(default_factory=lambda: EnvConfig(mode="NX_0"))
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
     torch_threads: int | None = 1
 
     def __post_init__(self) -> None:
-        EnvConfig(mode=self.train_mode)
         torch_device(self.device)
-
-    def env_config(self) -> EnvConfig:
-        return self.evaluation.env_config(self.train_mode)
 
 
 def simulator_scale(reward: PenalisedReward) -> FeedbackScale:
@@ -161,14 +156,15 @@ def table_scale(table: RewardTable) -> FeedbackScale:
     return FeedbackScale(float(table.mean.min()), float(table.mean.max()))
 
 
-def build_agent(agent: AgentConfig, n_items: int, tracker: torch.nn.Module, env: BatchedRecEnv):
+def build_agent(agent: AgentConfig, n_items: int, tracker: torch.nn.Module, action_space: Any,
+                observation_space: Any):
     """The tianshou algorithm (A2C or PPO) with a masked softmax actor and a value critic."""
     state_net = StateNet(tracker, agent.hidden_sizes)
     actor = MaskedItemHead(state_net, n_items)
     critic = ValueHead(state_net)
     policy = ProbabilisticActorPolicy(actor=actor, dist_fn=categorical_from_logits,
-                                      action_space=env.single_action_space,
-                                      observation_space=env.single_observation_space, action_scaling=False,
+                                      action_space=action_space,
+                                      observation_space=observation_space, action_scaling=False,
                                       action_bound_method=None, deterministic_eval=agent.deterministic_eval)
     common = dict(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=agent.lr), vf_coef=agent.vf_coef,
                   ent_coef=agent.ent_coef, max_grad_norm=agent.max_grad_norm, gae_lambda=agent.gae_lambda,
@@ -179,7 +175,7 @@ def build_agent(agent: AgentConfig, n_items: int, tracker: torch.nn.Module, env:
 
 
 def train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: QuitRule, out_dir: str | os.PathLike,
-                      *, entropy: EntropyTable | None = None, evaluator: GroundTruthEvaluator | None = None,
+                      *, entropy: EntropyTable | None = None, evaluator: OnlineEvaluator | None = None,
                       item_embeddings: np.ndarray | None = None, resume: bool = False,
                       extra_config: dict[str, Any] | None = None) -> TrainResult:
     """Train a policy in the penalised simulator over `table`; evaluate it with `evaluator`.
@@ -205,7 +201,7 @@ def train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: Q
 
 
 def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: QuitRule, out_dir: str | os.PathLike,
-                       *, entropy: EntropyTable | None, evaluator: GroundTruthEvaluator | None,
+                       *, entropy: EntropyTable | None, evaluator: OnlineEvaluator | None,
                        item_embeddings: np.ndarray | None, resume: bool,
                        extra_config: dict[str, Any] | None) -> TrainResult:
     out = Path(out_dir)
@@ -215,13 +211,14 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
     budget = config.budget
     torch_seed, env_seed = child_seeds(config.seed, 2)
     reward = PenalisedReward(table, config.penalty, entropy)
-    env = BatchedRecEnv(table, quit_rule, config.env_config(), reward=reward, num_envs=budget.num_envs,
+    env = BatchedRecEnv(table, quit_rule, config.env, reward=reward, num_envs=budget.num_envs,
                         seed=env_seed, breakdown=False)
     n_items = table.shape[1]
     with seeded_scope(torch_seed):
-        tracker = build_tracker(config.agent.tracker, n_items, item_embeddings, config.evaluation.history_window,
+        tracker = build_tracker(config.agent.tracker, n_items, item_embeddings, config.env.history_window,
                                 torch_seed)
-        algorithm = build_agent(config.agent, n_items, tracker, env).to(device)
+        algorithm = build_agent(config.agent, n_items, tracker, env.single_action_space,
+                                env.single_observation_space).to(device)
     write_json(out / "config.json", {"model_based": config, "table": {"kind": table.kind, "shape": list(table.shape)},
                                      **(extra_config or {})})
 

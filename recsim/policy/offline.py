@@ -46,9 +46,9 @@ from recsim.policy.actors import ItemCritic, MaskedItemHead, StateNet, build_tra
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
-from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator
+from recsim.evaluation.online import OnlineEvaluator
 from recsim.policy.model_based import table_scale
-from recsim.policy.presets import Budget
+from recsim.policy.methods import Budget
 from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale
 from recsim.policy.sqn import build_sqn
@@ -275,7 +275,6 @@ class OfflineConfig:
     method: str
     budget: Budget
     agent: OfflineAgentConfig = dataclasses.field(default_factory=OfflineAgentConfig)
-    evaluation: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -318,7 +317,7 @@ def build_offline_algorithm(agent: OfflineAgentConfig, n_items: int, tracker, ac
 
 
 def train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_items: int, out_dir: str | os.PathLike,
-                  *, evaluator: GroundTruthEvaluator | None = None, item_embeddings: np.ndarray | None = None,
+                  *, evaluator: OnlineEvaluator | None = None, item_embeddings: np.ndarray | None = None,
                   resume: bool = False, extra_config: dict[str, Any] | None = None) -> TrainResult:
     """Train an offline algorithm on logged transitions; evaluate it with `evaluator`.
 
@@ -330,7 +329,7 @@ def train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_items
 
 
 def _train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_items: int, out_dir: str | os.PathLike,
-                   *, evaluator: GroundTruthEvaluator | None, item_embeddings: np.ndarray | None,
+                   *, evaluator: OnlineEvaluator | None, item_embeddings: np.ndarray | None,
                    resume: bool, extra_config: dict[str, Any] | None) -> TrainResult:
     import gymnasium as gym
 

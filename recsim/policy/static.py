@@ -20,10 +20,13 @@ generator that `reseed(seed)` restarts (evaluations call it).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from recsim.env.quit_rules import QuitRule
 from recsim.errors import ConfigError
+from recsim.policy.base import one_hot, uniform_probs
 from recsim.reward.table import RewardTable
 
 
@@ -45,6 +48,13 @@ class RandomRecommender:
 
     def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         return _random_allowed(self.rng, np.asarray(mask, dtype=bool))
+
+    def action_probs(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        return uniform_probs(mask)
+
+    def ranking_scores(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """Its action distribution: every allowed item ties (the ranking's tie order decides)."""
+        return uniform_probs(mask).astype(np.float64)
 
 
 class ScoreRecommender:
@@ -86,6 +96,13 @@ class ScoreRecommender:
     def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         scores = np.where(np.asarray(mask, dtype=bool), self.user_scores(observations["user"]), -np.inf)
         return np.argmax(scores, axis=1).astype(np.int64)
+
+    def action_probs(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """1 on the item `act` picks (a deterministic policy)."""
+        return one_hot(self.act(observations, mask), np.asarray(mask).shape[1])
+
+    def ranking_scores(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        return np.asarray(self.user_scores(observations["user"]), dtype=np.float64)
 
 
 class GreedyRecommender(ScoreRecommender):
@@ -141,6 +158,13 @@ class EpsilonGreedyRecommender(GreedyRecommender):
         explore = self.rng.random(len(greedy)) < self.epsilon
         return np.where(explore, _random_allowed(self.rng, mask), greedy)
 
+    def action_probs(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """(1 - epsilon) on the greedy item plus epsilon spread uniformly over the allowed items."""
+        mask = np.asarray(mask, dtype=bool)
+        greedy = ScoreRecommender.act(self, observations, mask)
+        return ((1.0 - self.epsilon) * one_hot(greedy, mask.shape[1]) + self.epsilon * uniform_probs(mask)
+                ).astype(np.float32)
+
 
 class QuitAwareGreedyRecommender(ScoreRecommender):
     """Greedy on rhat(u, i) among the items after which the quit rule keeps the user.
@@ -184,3 +208,73 @@ class QuitAwareGreedyRecommender(ScoreRecommender):
             stays = np.isfinite(safe).any(axis=1)
             out[rows] = np.argmax(np.where(stays[:, None], safe, block), axis=1)
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticConfig:
+    """Settings of the static baselines (the published values).
+
+    Attributes:
+        epsilon: epsilon-greedy's exploration probability (published 0.3).
+        c: UCB's bonus weight on sqrt(uncertainty).
+        threshold: a logged row counts as a positive for "popular" when its label is above it.
+    """
+
+    epsilon: float = 0.3
+    c: float = 1.0
+    threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.epsilon <= 1:
+            raise ConfigError(f"StaticConfig.epsilon: must lie in [0, 1], got {self.epsilon}")
+        if not (np.isfinite(self.c) and self.c >= 0):
+            raise ConfigError(f"StaticConfig.c: must be finite and >= 0, got {self.c}")
+        if not np.isfinite(self.threshold):
+            raise ConfigError(f"StaticConfig.threshold: must be finite, got {self.threshold}")
+
+
+@dataclasses.dataclass
+class StaticInputs:
+    """What a static baseline is built from.
+
+    Attributes:
+        config: its settings.
+        seed: seeds its random choices.
+        train_columns: int64 (n_rows,) the action column of each training row (-1 outside).
+        train_labels: float (n_rows,) the training labels.
+        n_columns: number of action columns.
+        table: the method's reward table (None for random / popular).
+        quit_rule: the environment's quit rule over the columns (quit_aware only).
+    """
+
+    config: StaticConfig
+    seed: int
+    train_columns: np.ndarray
+    train_labels: np.ndarray
+    n_columns: int
+    table: RewardTable | None = None
+    quit_rule: QuitRule | None = None
+
+    def needs_table(self, name: str) -> RewardTable:
+        if self.table is None:
+            raise ConfigError(f"method {name!r} reads a reward table; none was given")
+        return self.table
+
+
+def _quit_aware(inputs: StaticInputs) -> QuitAwareGreedyRecommender:
+    if inputs.quit_rule is None:
+        raise ConfigError("method 'quit_aware' needs the environment's quit rule")
+    return QuitAwareGreedyRecommender(inputs.needs_table("quit_aware"), inputs.quit_rule)
+
+
+STATIC_BASELINES = {
+    "random": lambda inputs: RandomRecommender(inputs.seed),
+    "popular": lambda inputs: PopularRecommender(inputs.train_columns, inputs.train_labels, inputs.n_columns,
+                                                 inputs.config.threshold),
+    "greedy": lambda inputs: GreedyRecommender(inputs.needs_table("greedy")),
+    "egreedy": lambda inputs: EpsilonGreedyRecommender(inputs.needs_table("egreedy"), inputs.config.epsilon,
+                                                       inputs.seed),
+    "ucb": lambda inputs: UCBRecommender(inputs.needs_table("ucb"), inputs.config.c),
+    "quit_aware": _quit_aware,
+}
+"""Static method name -> its constructor from `StaticInputs`."""

@@ -1,76 +1,87 @@
-"""One entry point for every method: `run_policy(config, inputs, out_dir) -> PolicyRun`.
+"""The one way to train a method: `train_method(config, inputs, out_dir) -> MethodRun`.
 
-The method's preset (`recsim.policy.presets`) decides what runs:
+The command line (`recsim policy train`), the pipeline (`recsim run`) and the benchmarks all call
+it; `method_config` builds its `MethodConfig` from a method's name and plain overrides, with
+every default in one place (the family's config dataclass, `recsim.policy.methods`' budgets and
+penalty presets). The method's family decides what runs:
 
-- model-based (mbpo, ips, mopo, dorl, roler, ours): A2C in the penalised simulator over
-  `inputs.reward` (with `inputs.uncertainty`'s uncertainty for "ours"), the DORL entropy table
-  built from the training log, the dataset's quit rule (`recsim.policy.model_based`);
+- model-based (mbpo, ips, mopo, dorl, roler, ours, gt_oracle): A2C / PPO in the penalised
+  simulator over `inputs.reward` (with `inputs.uncertainty`'s uncertainty for "ours"; the ground
+  truth for gt_oracle), the DORL entropy table built from the training log;
 - offline (bcq, cql, crr, sqn): the log replayed into a buffer (`recsim.policy.offline`);
-- static (random, popular, greedy, egreedy, ucb, quit_aware): scores, no training
-  (`recsim.policy.static`).
+- static (`recsim.policy.static.STATIC_BASELINES`): scores, no training.
 
-Every run evaluates in the dataset's ground-truth environment when it has one, and writes into
-`out_dir`: `config.json` (resolved), `results.json` (final metrics and wall time), `policy.pt`
-(the policy, `recsim.policy.storage`) and, for trained methods, `history.json`,
-`checkpoints/last.pt` and `tensorboard/`.
+Every environment of a run (the simulator, the log replay, quit_aware's rule, the evaluation)
+uses one quit rule, `environment_quit_rule`.
+
+Every run evaluates in the dataset's ground-truth environment when it has one
+(`recsim.evaluation.online.OnlineEvaluator`) and writes into `out_dir`: `config.json` (the
+resolved config), `results.json` (final metrics and wall time), the saved policy
+(`recsim.policy.storage`) and, for trained methods, `history.json`, `checkpoints/last.pt` and
+`tensorboard/`.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recsim.env import EnvConfig, QuitRule, make_quit_rule
+from recsim.config import build_dataclass
+from recsim.env import EnvConfig, QuitRule, QuitRuleConfig, table_quit_rule
 from recsim.errors import ConfigError
+from recsim.evaluation.online import EvalConfig, OnlineEvaluator, ground_truth_table, table_item_categories
 from recsim.io import write_json
 from recsim.policy.base import Recommender
-from recsim.policy.evaluator import EvalConfig, GroundTruthEvaluator, table_item_categories
+from recsim.policy.epochs import warnings_of
+from recsim.policy.methods import Budget, Method, budget, get_method, method_penalty
 from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
 from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transitions, train_offline
-from recsim.policy.presets import MethodPreset, budget, method, method_penalty
 from recsim.policy.runtime import torch_device
-from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
-                                  QuitAwareGreedyRecommender, RandomRecommender, UCBRecommender)
-from recsim.policy.storage import save_recommender
-from recsim.policy.trackers import TrackerConfig
+from recsim.policy.static import STATIC_BASELINES, StaticConfig, StaticInputs
+from recsim.policy.storage import save_policy
 from recsim.reward.entropy import EntropyConfig, EntropyTable
+from recsim.reward.penalty import PenaltyConfig
 from recsim.reward.table import RewardTable
+
+AGENT_CONFIGS: dict[str, type] = {"model_based": AgentConfig, "offline": OfflineAgentConfig, "static": StaticConfig}
+"""Family -> the config dataclass of what trains its methods."""
+
+COMMON_PARAMS = ("train_mode", "device")
+"""`method_config` params that are not the budget's or the agent's."""
 
 
 @dataclasses.dataclass(frozen=True)
-class PolicyRunConfig:
-    """A policy run: the method, its budget and the shared settings.
+class MethodConfig:
+    """Everything that determines one run of one method (saved as `config.json`).
 
     Attributes:
-        preset: the method (`recsim.policy.presets.METHODS`).
-        dataset: the dataset name for per-dataset penalty weights (default: the dataset's own).
-        budget: "cpu" (minutes) or "paper" (published epochs and steps).
-        epochs / epoch_num_steps / num_envs / batch_size / eval_every: budget overrides.
-        algorithm: "a2c" or "ppo" (model-based methods).
-        tracker: the state tracker of trained methods.
-        train_mode: the simulator's mode for model-based methods.
+        method: the method (`recsim.policy.methods.METHODS`).
+        name: its label in reports (default: `method`).
+        budget: epochs, steps, parallel users, evaluation frequency (trained methods).
+        agent: the learner's settings: `AgentConfig` (model-based: its `algorithm` is a2c or
+            ppo), `OfflineAgentConfig` or `StaticConfig`.
+        penalty: the simulator's penalised-reward weights (model-based methods; else None).
+        env: episode settings; its `mode` is the simulator's during model-based training.
+        quit: the dataset's quit rule.
         evaluation: the ground-truth evaluation.
-        seed: the run's seed.
+        seed: seeds the networks, the simulator's users and the policy's sampling.
         device: "cpu" or "cuda[:n]".
         progress: progress bars (`recsim.progress`).
         torch_threads: torch intra-op threads during training (None: torch's default).
     """
 
-    preset: str
-    dataset: str | None = None
-    budget: str = "cpu"
-    epochs: int | None = None
-    epoch_num_steps: int | None = None
-    num_envs: int | None = None
-    batch_size: int | None = None
-    eval_every: int | None = None
-    algorithm: str = "a2c"
-    tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
-    train_mode: str = "NX_0"
+    method: str
+    budget: Budget
+    agent: AgentConfig | OfflineAgentConfig | StaticConfig
+    penalty: PenaltyConfig | None = None
+    name: str | None = None
+    env: EnvConfig = dataclasses.field(default_factory=lambda: EnvConfig(mode="NX_0"))
+    quit: QuitRuleConfig = dataclasses.field(default_factory=QuitRuleConfig)
     evaluation: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     seed: int = 0
     device: str = "cpu"
@@ -78,29 +89,102 @@ class PolicyRunConfig:
     torch_threads: int | None = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.tracker, dict):
-            object.__setattr__(self, "tracker", TrackerConfig(**self.tracker))
-        if isinstance(self.evaluation, dict):
-            object.__setattr__(self, "evaluation", EvalConfig(**self.evaluation))
-        method(self.preset)
-        if self.budget not in ("cpu", "paper"):
-            raise ConfigError(f"PolicyRunConfig.budget: {self.budget!r} is not cpu or paper")
-        EnvConfig(mode=self.train_mode)
+        family = self.family
+        if not isinstance(self.agent, AGENT_CONFIGS[family]):
+            raise ConfigError(f"MethodConfig.agent: {self.method} needs a {AGENT_CONFIGS[family].__name__}")
+        if (self.penalty is None) != (family != "model_based"):
+            raise ConfigError(f"MethodConfig.penalty: {'required' if family == 'model_based' else 'unused'} "
+                              f"for {self.method}")
+        if self.seed < 0 or self.seed >= 2**63:
+            raise ConfigError(f"MethodConfig.seed: must lie in [0, 2^63), got {self.seed}")
         torch_device(self.device)
 
     @property
-    def method(self) -> MethodPreset:
-        return method(self.preset)
+    def spec(self) -> Method:
+        return get_method(self.method)
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def label(self) -> str:
+        return self.name or self.method
+
+    def in_training_evaluation(self) -> EvalConfig:
+        """The evaluation run every `budget.eval_every` epochs (the final one when
+        `budget.eval_episodes` is None)."""
+        episodes = self.budget.eval_episodes or self.evaluation.episodes
+        return dataclasses.replace(self.evaluation, episodes=episodes)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], file: str = "config.json") -> MethodConfig:
+        """The config saved by `to_dict` (every key and type checked)."""
+        data = dict(data)
+        family = get_method(str(data.get("method", ""))).family
+        typed = dict(data)
+        typed["agent"] = build_dataclass(AGENT_CONFIGS[family], data.get("agent", {}), "agent", file)
+        for key, kind in (("budget", Budget), ("penalty", PenaltyConfig), ("env", EnvConfig),
+                          ("quit", QuitRuleConfig), ("evaluation", EvalConfig)):
+            if data.get(key) is not None:
+                typed[key] = build_dataclass(kind, data[key], key, file)
+        return cls(**typed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None = None,
+                  penalty: Mapping[str, Any] | None = None, budget_name: str = "cpu", name: str | None = None,
+                  env: EnvConfig | None = None, quit: QuitRuleConfig | None = None,
+                  evaluation: EvalConfig | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
+                  torch_threads: int | None = 1, where: str = "params") -> MethodConfig:
+    """The `MethodConfig` of `method` on `dataset` from plain overrides.
+
+    Args:
+        method: the method's name.
+        dataset: the dataset's name (per-dataset penalty weights).
+        params: overrides of the budget's fields (epochs, epoch_num_steps, ...), of the family's
+            agent config (lr, gamma, ent_coef, hidden_sizes, tracker, algorithm, epsilon, ...) and
+            `train_mode` / `device`; every key and type is checked (ConfigError naming `where`).
+        penalty: overrides of the method's preset `PenaltyConfig` (model-based methods).
+        budget_name: "cpu" or "paper".
+        env: episode settings (its mode is replaced by `train_mode`, default NX_0).
+    """
+    spec = get_method(method)
+    params = dict(params or {})
+    budget_fields = {f.name for f in dataclasses.fields(Budget)}
+    agent_cls = AGENT_CONFIGS[spec.family]
+    agent_fields = {f.name for f in dataclasses.fields(agent_cls)} - ({"algorithm"} if spec.family == "offline" else set())
+    allowed = (budget_fields | agent_fields | set(COMMON_PARAMS)) if spec.family != "static" else agent_fields
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key for {spec.name}; choose from {', '.join(sorted(allowed))}")
+    agent_params = {k: v for k, v in params.items() if k in agent_fields}
+    if spec.family == "offline":
+        agent_params["algorithm"] = spec.name
+    agent = build_dataclass(agent_cls, agent_params, where, "")
+    run_budget = budget(budget_name, spec.family, **{k: v for k, v in params.items() if k in budget_fields})
+    weights = None
+    if spec.family == "model_based":
+        weights = dataclasses.replace(method_penalty(spec, dataset), **dict(penalty or {}))
+    elif penalty:
+        raise ConfigError(f"penalty: {spec.name} does not train in the penalised simulator")
+    train_mode = str(params.get("train_mode", "NX_0"))
+    return MethodConfig(method=spec.name, name=name, budget=run_budget, agent=agent, penalty=weights,
+                        env=dataclasses.replace(env or EnvConfig(), mode=train_mode), quit=quit or QuitRuleConfig(),
+                        evaluation=evaluation or EvalConfig(), seed=seed, device=str(params.get("device", device)),
+                        progress=progress, torch_threads=torch_threads)
 
 
 @dataclasses.dataclass
-class PolicyInputs:
+class MethodInputs:
     """What a run reads.
 
     Attributes:
         dataset: the `Dataset` (training log, categories, ground truth for evaluation).
         reward: the reward table the method reads (user model, IPS user model or kNN; see the
-            preset's `reward`); None for methods without one.
+            method's `reward`); None for methods without one.
         uncertainty: for "ours", a table whose `uncertainty` (the ensemble's disagreement) replaces
             `reward.uncertainty`.
         item_embeddings: float32 (dataset n_items, d) item embeddings of the user model (indexed
@@ -114,25 +198,33 @@ class PolicyInputs:
 
 
 @dataclasses.dataclass
-class PolicyRun:
-    """The outcome of `run_policy`: the policy, its final metrics, history and wall time."""
+class MethodRun:
+    """The outcome of `train_method`: the policy, its final metrics, history and wall time."""
 
     name: str
-    recommender: Recommender
+    policy: Recommender
     metrics: dict[str, float]
     history: list[dict[str, Any]]
     wall_seconds: float
     out_dir: Path
 
+    @property
+    def warnings(self) -> list[str]:
+        """Divergence or collapse of the training (`recsim.policy.epochs.health`), latest epoch."""
+        return warnings_of(self.history)
 
-def simulator_table(preset: MethodPreset, inputs: PolicyInputs) -> RewardTable:
-    """The table the simulator (or a scorer) reads, with the preset's uncertainty."""
+
+def simulator_table(method: Method, inputs: MethodInputs) -> RewardTable:
+    """The table the simulator (or a scorer) reads, with the method's uncertainty (the ground
+    truth for a method whose reward is "truth")."""
+    if method.reward == "truth":
+        return ground_truth_table(inputs.dataset)
     if inputs.reward is None:
-        raise ConfigError(f"method {preset.name!r} needs a reward table ({preset.reward})")
+        raise ConfigError(f"method {method.name!r} needs a reward table ({method.reward})")
     table = inputs.reward
-    if preset.uncertainty == "user_model_disagreement":
+    if method.uncertainty == "user_model_disagreement":
         if inputs.uncertainty is None:
-            raise ConfigError(f"method {preset.name!r} needs the user model's disagreement table (--user-model)")
+            raise ConfigError(f"method {method.name!r} needs the user model's disagreement table")
         other = inputs.uncertainty
         if not (np.array_equal(other.users, table.users) and np.array_equal(other.items, table.items)):
             raise ConfigError("the uncertainty table's users / items differ from the reward table's")
@@ -141,121 +233,125 @@ def simulator_table(preset: MethodPreset, inputs: PolicyInputs) -> RewardTable:
     return table
 
 
-def _embeddings_for(inputs: PolicyInputs, columns: np.ndarray) -> np.ndarray | None:
-    if inputs.item_embeddings is None:
-        return None
-    return np.asarray(inputs.item_embeddings, dtype=np.float32)[np.asarray(columns, dtype=np.int64)]
-
-
-def _column_table(inputs: PolicyInputs) -> RewardTable:
-    """The table whose columns are the action ids: the reward table, else the ground truth."""
-    if inputs.reward is not None:
-        return inputs.reward
-    from recsim.policy.evaluator import ground_truth_table
-
-    return ground_truth_table(inputs.dataset)
-
-
-def run_policy(config: PolicyRunConfig, inputs: PolicyInputs, out_dir: str | os.PathLike,
-               resume: bool = False) -> PolicyRun:
-    """Train (if the method trains) and evaluate one method; write its artifacts into `out_dir`."""
-    preset = config.method
+def action_items(inputs: MethodInputs) -> np.ndarray:
+    """int64 (n_columns,): the dataset item of each action column (the reward table's items, else
+    the ground truth's, else every item)."""
     dataset = inputs.dataset
-    dataset_name = (config.dataset or dataset.name).lower()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    evaluator = GroundTruthEvaluator(dataset, config.evaluation) if dataset.truth is not None else None
-    provenance = {"run": config, "dataset": {"name": dataset.name, "n_users": dataset.n_users,
-                                             "n_items": dataset.n_items}}
-    start = time.perf_counter()
-    if preset.family == "static":
-        rule = _environment_quit_rule(preset, inputs, config, evaluator) if preset.name == "quit_aware" else None
-        recommender = static_recommender(preset, inputs, config.seed, rule)
-        metrics = evaluator.evaluate(recommender, config.device, config.seed) if evaluator is not None else {}
-        write_json(out / "config.json", provenance)
-        run = PolicyRun(preset.name, recommender, metrics, [], time.perf_counter() - start, out)
-    else:
-        overrides = dict(epochs=config.epochs, epoch_num_steps=config.epoch_num_steps, num_envs=config.num_envs,
-                         batch_size=config.batch_size, eval_every=config.eval_every,
-                         eval_episodes=config.evaluation.episodes)
-        run_budget = budget(config.budget, preset.family, **overrides)
-        if preset.family == "model_based":
-            table = simulator_table(preset, inputs)
-            categories = table_item_categories(dataset, table)
-            quit_rule = make_quit_rule(config.evaluation.quit, item_categories=categories, truth=table.mean)
-            penalty = method_penalty(preset, dataset_name)
-            entropy = entropy_table(dataset, table, penalty.entropy_orders) if penalty.uses_entropy else None
-            mb_config = ModelBasedConfig(method=preset.name, penalty=penalty, budget=run_budget,
-                                         agent=AgentConfig(algorithm=config.algorithm, tracker=config.tracker),
-                                         train_mode=config.train_mode, evaluation=config.evaluation, seed=config.seed,
-                                         device=config.device, progress=config.progress,
-                                         torch_threads=config.torch_threads)
-            result = train_model_based(mb_config, table, quit_rule, out, entropy=entropy, evaluator=evaluator,
-                                       item_embeddings=_embeddings_for(inputs, table.items), resume=resume,
-                                       extra_config=provenance)
-        else:
-            table = _column_table(inputs)
-            categories = table_item_categories(dataset, table)
-            quit_rule = make_quit_rule(config.evaluation.quit, item_categories=categories, truth=table.mean)
-            transitions = log_transitions(dataset, table, quit_rule, config.evaluation.env_config(config.train_mode))
-            agent = OfflineAgentConfig(algorithm=preset.name, tracker=config.tracker,
-                                       **{k: v for k, v in preset.params.items()})
-            off_config = OfflineConfig(method=preset.name, budget=run_budget, agent=agent, evaluation=config.evaluation,
-                                       seed=config.seed, device=config.device, progress=config.progress,
-                                       torch_threads=config.torch_threads)
-            result = train_offline(off_config, transitions, table.shape[1], out, evaluator=evaluator,
-                                   item_embeddings=_embeddings_for(inputs, table.items), resume=resume,
-                                   extra_config=provenance)
-        run = PolicyRun(preset.name, result.recommender, result.final, result.history, time.perf_counter() - start, out)
-    save_recommender(run.recommender, out)
-    write_json(out / "results.json", {"method": preset.name, "family": preset.family, "metrics": run.metrics,
-                                      "wall_seconds": run.wall_seconds, "seed": config.seed})
-    return run
+    if inputs.reward is not None:
+        return np.asarray(inputs.reward.items, dtype=np.int64)
+    if dataset.truth is not None:  # the ground truth's columns (also gt_oracle's simulator)
+        return np.asarray(dataset.truth_items, dtype=np.int64)
+    return np.arange(dataset.n_items, dtype=np.int64)
 
 
-def entropy_table(dataset, table: RewardTable, orders: tuple[int, ...]) -> EntropyTable:
-    """DORL's entropy table of the training log over the table's item columns (corrected flaw)."""
+def train_columns(dataset: Any, items: np.ndarray) -> np.ndarray:
+    """int64 (n_rows,): the action column of each training row (-1 for items outside `items`)."""
     column_of_item = np.full(dataset.n_items, -1, dtype=np.int64)
-    column_of_item[np.asarray(table.items, dtype=np.int64)] = np.arange(table.shape[1])
-    log = dataset.train
-    columns = column_of_item[log["item"].to_numpy(np.int64)]
+    column_of_item[items] = np.arange(len(items))
+    return column_of_item[dataset.train["item"].to_numpy(np.int64)]
+
+
+def entropy_table(dataset: Any, table: RewardTable, orders: tuple[int, ...]) -> EntropyTable:
+    """DORL's entropy table of the training log over the table's item columns (corrected flaw)."""
+    columns = train_columns(dataset, np.asarray(table.items, dtype=np.int64))
     keep = columns >= 0
+    log = dataset.train
     frame = log.loc[keep, [c for c in ("user", "timestamp") if c in log.columns]].copy()
     frame["item"] = columns[keep]
     return EntropyTable.from_log(frame, table.shape[1], EntropyConfig(orders=orders))
 
 
-def _environment_quit_rule(preset: MethodPreset, inputs: PolicyInputs, config: PolicyRunConfig,
-                           evaluator: GroundTruthEvaluator | None) -> QuitRule:
-    """The evaluation environment's quit rule, else the simulator's over the method's table."""
-    if evaluator is not None:
-        return evaluator.quit_rule
-    table = simulator_table(preset, inputs)
-    return make_quit_rule(config.evaluation.quit, item_categories=table_item_categories(inputs.dataset, table),
-                          truth=table.mean)
+def _embeddings_for(inputs: MethodInputs, items: np.ndarray) -> np.ndarray | None:
+    if inputs.item_embeddings is None:
+        return None
+    return np.asarray(inputs.item_embeddings, dtype=np.float32)[items]
 
 
-def static_recommender(preset: MethodPreset, inputs: PolicyInputs, seed: int,
-                       quit_rule: QuitRule | None = None) -> Recommender:
-    """The static baseline `preset` over the inputs (`quit_rule`: the environment's, for quit_aware)."""
-    if preset.name == "random":
-        return RandomRecommender(seed)
-    if preset.name == "popular":
-        dataset = inputs.dataset
-        table = _column_table(inputs)
-        column_of_item = np.full(dataset.n_items, -1, dtype=np.int64)
-        column_of_item[np.asarray(table.items, dtype=np.int64)] = np.arange(table.shape[1])
-        return PopularRecommender(column_of_item[dataset.train["item"].to_numpy(np.int64)],
-                                  dataset.train["label"].to_numpy(), table.shape[1])
-    table = simulator_table(preset, inputs)
-    if preset.name == "greedy":
-        return GreedyRecommender(table)
-    if preset.name == "egreedy":
-        return EpsilonGreedyRecommender(table, float(preset.params.get("epsilon", 0.3)), seed)
-    if preset.name == "ucb":
-        return UCBRecommender(table, float(preset.params.get("c", 1.0)))
-    if preset.name == "quit_aware":
-        if quit_rule is None:
-            raise ConfigError("method 'quit_aware' needs the environment's quit rule")
-        return QuitAwareGreedyRecommender(table, quit_rule)
-    raise ConfigError(f"static method {preset.name!r} has no recommender")
+def evaluator_for(config: MethodConfig, dataset: Any, evaluation: EvalConfig | None = None) -> OnlineEvaluator | None:
+    """The ground-truth evaluation of `config` (None for a dataset without a ground truth)."""
+    if dataset.truth is None:
+        return None
+    return OnlineEvaluator(dataset, evaluation or config.evaluation, config.env, config.quit)
+
+
+def environment_quit_rule(config: MethodConfig, inputs: MethodInputs, table: RewardTable | None = None) -> QuitRule:
+    """The dataset's quit rule over the action columns, the one rule of every environment.
+
+    It reads the ground truth's columns (the distance rule: their distances) when the dataset has
+    a ground truth over the same items, as the published code does: its simulator wraps the true
+    environment, whose quit rule stays in force while the user model replaces the reward. Without
+    one, it reads `table` (default: the method's simulator table).
+    """
+    dataset = inputs.dataset
+    table = table if table is not None else simulator_table(config.spec, inputs)
+    if dataset.truth is not None and np.array_equal(np.asarray(table.items), np.asarray(dataset.truth_items)):
+        table = ground_truth_table(dataset)
+    return table_quit_rule(config.quit, table, table_item_categories(dataset, table))
+
+
+def static_policy(config: MethodConfig, inputs: MethodInputs) -> Recommender:
+    """The static baseline of `config` over `inputs` (`recsim.policy.static.STATIC_BASELINES`)."""
+    method = config.spec
+    items = action_items(inputs)
+    table = simulator_table(method, inputs) if method.reward != "none" else None
+    rule = environment_quit_rule(config, inputs) if method.name == "quit_aware" else None
+    assert isinstance(config.agent, StaticConfig)
+    static = StaticInputs(config.agent, config.seed, train_columns(inputs.dataset, items),
+                          inputs.dataset.train["label"].to_numpy(), len(items), table, rule)
+    return STATIC_BASELINES[method.name](static)
+
+
+def train_method(config: MethodConfig, inputs: MethodInputs, out_dir: str | os.PathLike,
+                 resume: bool = False) -> MethodRun:
+    """Train (if the method trains) and evaluate one method; write its outputs into `out_dir`."""
+    dataset = inputs.dataset
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    provenance = {"dataset": {"name": dataset.name, "n_users": dataset.n_users, "n_items": dataset.n_items}}
+    start = time.perf_counter()
+    if config.family == "static":
+        policy = static_policy(config, inputs)
+        evaluator = evaluator_for(config, dataset)
+        metrics = evaluator.evaluate(policy, config.seed, config.device) if evaluator is not None else {}
+        write_json(out / "config.json", {"method": config, **provenance})
+        run = MethodRun(config.label, policy, metrics, [], time.perf_counter() - start, out)
+        save_policy(run.policy, config, out)
+    else:
+        result = _train(config, inputs, out, resume, {"method": config, **provenance})
+        run = MethodRun(config.label, result.recommender, result.final, result.history,
+                        time.perf_counter() - start, out)
+    write_json(out / "results.json", {"method": config.label, "family": config.family, "metrics": run.metrics,
+                                      "warnings": run.warnings, "wall_seconds": run.wall_seconds,
+                                      "seed": config.seed})
+    return run
+
+
+def _train(config: MethodConfig, inputs: MethodInputs, out: Path, resume: bool, provenance: dict[str, Any]):
+    """Train a model-based or offline method; its saved policy is written beside its checkpoints."""
+    dataset = inputs.dataset
+    evaluator = evaluator_for(config, dataset, config.in_training_evaluation())
+    if config.family == "model_based":
+        assert isinstance(config.agent, AgentConfig) and config.penalty is not None
+        table = simulator_table(config.spec, inputs)
+        quit_rule = environment_quit_rule(config, inputs, table)
+        entropy = entropy_table(dataset, table, config.penalty.entropy_orders) if config.penalty.uses_entropy else None
+        mb_config = ModelBasedConfig(method=config.label, penalty=config.penalty, budget=config.budget,
+                                     agent=config.agent, env=config.env, seed=config.seed, device=config.device,
+                                     progress=config.progress, torch_threads=config.torch_threads)
+        embeddings = _embeddings_for(inputs, np.asarray(table.items, dtype=np.int64))
+        result = train_model_based(mb_config, table, quit_rule, out, entropy=entropy, evaluator=evaluator,
+                                   item_embeddings=embeddings, resume=resume, extra_config=provenance)
+    else:
+        assert isinstance(config.agent, OfflineAgentConfig)
+        items = action_items(inputs)
+        table = inputs.reward if inputs.reward is not None else ground_truth_table(dataset)
+        quit_rule = environment_quit_rule(config, inputs, table)
+        transitions = log_transitions(dataset, table, quit_rule, config.env)
+        off_config = OfflineConfig(method=config.label, budget=config.budget, agent=config.agent, seed=config.seed,
+                                   device=config.device, progress=config.progress,
+                                   torch_threads=config.torch_threads)
+        embeddings = _embeddings_for(inputs, items)
+        result = train_offline(off_config, transitions, len(items), out, evaluator=evaluator,
+                               item_embeddings=embeddings, resume=resume, extra_config=provenance)
+    save_policy(result.recommender, config, out, embedding_dim=None if embeddings is None else embeddings.shape[1])
+    return result

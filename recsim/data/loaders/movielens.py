@@ -22,6 +22,8 @@ GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
           "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
           "War", "Western"]
 ITEM_FIELDS = 5 + len(GENRES)
+USER_TYPES = {"user_id": pa.int64(), "age": pa.int64(), "gender": pa.string(), "occupation": pa.string(),
+              "zip": pa.string()}
 
 
 def _read_items(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +54,9 @@ def load_movielens_100k(raw_dir: str | Path) -> Dataset:
     user_path = Path(raw_dir) / "u.user"
     user_table = None
     if user_path.is_file():
-        user_table = read_csv_columns(user_path, {c: pa.string() for c in ["user_id", "age", "gender", "occupation", "zip"]},
-                                      delimiter="|", column_names=["user_id", "age", "gender", "occupation", "zip"])
-        user_table["user_id"] = user_table["user_id"].astype(np.int64)
-        user_table["age"] = (user_table["age"].astype(int) // 10).astype(str)
+        user_table = read_csv_columns(user_path, USER_TYPES, delimiter="|", column_names=list(USER_TYPES))
+        check_range(user_path, user_table, "age", 0, 150, first_line=1)
+        user_table["age"] = (user_table["age"] // 10).astype(str)
     users = id_map(ratings["user_id"].to_numpy(), *( [user_table["user_id"].to_numpy()] if user_table is not None else []))
     items = id_map(ratings["item_id"].to_numpy(), item_raw)
     categories = np.zeros((len(items), len(GENRES)), dtype=bool)

@@ -1,6 +1,6 @@
-"""Methods and training budgets as data (docs/methods.md).
+"""Methods and training budgets as data (the published settings: docs/methods.md).
 
-A `MethodPreset` names everything that distinguishes one published method from another: which
+A `Method` names everything that distinguishes one published method from another: which
 family trains it (model-based A2C, offline from the log, static), which reward table its
 simulator reads, which uncertainty it penalises and with what weights. MBPO, MOPO, DORL and
 ROLeR are one algorithm (A2C in the penalised simulator) with different data.
@@ -27,12 +27,12 @@ from recsim.reward.penalty import PenaltyConfig
 from recsim.reward.penalty import preset as penalty_preset
 
 FAMILIES = ("model_based", "offline", "static")
-REWARD_SOURCES = ("user_model", "user_model_ips", "knn", "none")
+REWARD_SOURCES = ("user_model", "user_model_ips", "knn", "truth", "none")
 UNCERTAINTY_SOURCES = ("table", "user_model_disagreement", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class MethodPreset:
+class Method:
     """One method of the comparison.
 
     Attributes:
@@ -41,14 +41,19 @@ class MethodPreset:
             algorithm on the logged buffer) or "static" (no training beyond the user model).
         description: one line for `recsim policy list`.
         reward: the reward table it reads: the DeepFM ensemble ("user_model"), the ensemble
-            trained with IPS weights ("user_model_ips"), ROLeR's kNN table ("knn") or "none".
+            trained with IPS weights ("user_model_ips"), ROLeR's kNN table ("knn"), the dataset's
+            ground truth ("truth": the gt_oracle ceiling) or "none".
         uncertainty: "table" (the reward table's own uncertainty), "user_model_disagreement"
             (std of the ensemble members' means, over the reward table's mean), or "none".
         penalty_method: the `recsim.reward.penalty` preset of its weights (mbpo, mopo, dorl,
             roler), or None when `lambda_U` / `lambda_E` are given here.
         lambda_U: explicit uncertainty weight (used when penalty_method is None).
         lambda_E: explicit entropy weight (used when penalty_method is None).
-        params: algorithm settings (offline and static methods).
+        reference: a privileged reference row, not an offline method: it reads what an offline
+            method cannot (the evaluation's quit rule, the true reward); reports show it apart.
+
+    The settings of what trains it are the defaults of its family's config (`AgentConfig`,
+    `OfflineAgentConfig`, `StaticConfig`: the published values), overridden per run.
     """
 
     name: str
@@ -59,15 +64,15 @@ class MethodPreset:
     penalty_method: str | None = None
     lambda_U: float | None = None
     lambda_E: float | None = None
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reference: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
-            raise ConfigError(f"MethodPreset.family: {self.family!r} is not one of {FAMILIES}")
+            raise ConfigError(f"Method.family: {self.family!r} is not one of {FAMILIES}")
         if self.reward not in REWARD_SOURCES:
-            raise ConfigError(f"MethodPreset.reward: {self.reward!r} is not one of {REWARD_SOURCES}")
+            raise ConfigError(f"Method.reward: {self.reward!r} is not one of {REWARD_SOURCES}")
         if self.uncertainty not in UNCERTAINTY_SOURCES:
-            raise ConfigError(f"MethodPreset.uncertainty: {self.uncertainty!r} is not one of {UNCERTAINTY_SOURCES}")
+            raise ConfigError(f"Method.uncertainty: {self.uncertainty!r} is not one of {UNCERTAINTY_SOURCES}")
 
     def penalty(self, dataset: str) -> PenaltyConfig:
         """The penalised-reward weights of this method on `dataset` (model-based methods)."""
@@ -85,49 +90,51 @@ def ours_penalty(dataset: str) -> PenaltyConfig:
     return PenaltyConfig(1.0, penalty_preset(dataset, "dorl").lambda_E)
 
 
-METHODS: dict[str, MethodPreset] = {
-    "mbpo": MethodPreset("mbpo", "model_based", "A2C in the DeepFM-ensemble simulator, no penalty",
+METHODS: dict[str, Method] = {
+    "mbpo": Method("mbpo", "model_based", "A2C in the DeepFM-ensemble simulator, no penalty",
                          reward="user_model", penalty_method="mbpo"),
-    "ips": MethodPreset("ips", "model_based", "A2C in the simulator of an IPS-weighted DeepFM, no penalty",
+    "ips": Method("ips", "model_based", "A2C in the simulator of an IPS-weighted DeepFM, no penalty",
                         reward="user_model_ips", penalty_method="mbpo"),
-    "mopo": MethodPreset("mopo", "model_based", "A2C, reward minus lambda_U x ensemble max variance",
+    "mopo": Method("mopo", "model_based", "A2C, reward minus lambda_U x ensemble max variance",
                          reward="user_model", penalty_method="mopo"),
-    "dorl": MethodPreset("dorl", "model_based", "MOPO plus lambda_E x k-order entropy bonus (DORL, SIGIR'23)",
+    "dorl": Method("dorl", "model_based", "MOPO plus lambda_E x k-order entropy bonus (DORL, SIGIR'23)",
                          reward="user_model", penalty_method="dorl"),
-    "roler": MethodPreset("roler", "model_based", "kNN reward and kNN variance with DORL's bonus (ROLeR, CIKM'24)",
+    "roler": Method("roler", "model_based", "kNN reward and kNN variance with DORL's bonus (ROLeR, CIKM'24)",
                           reward="knn", penalty_method="roler"),
-    "ours": MethodPreset("ours", "model_based",
+    "ours": Method("ours", "model_based",
                          "kNN reward, minus 1 x ensemble disagreement (LCB), DORL's corrected entropy bonus",
                          reward="knn", uncertainty="user_model_disagreement", penalty_method=None),
-    "bcq": MethodPreset("bcq", "offline", "discrete BCQ on the logged buffer (tianshou)",
-                        params={"unlikely_action_threshold": 0.6}),
-    "cql": MethodPreset("cql", "offline", "discrete CQL (QR-DQN based) on the logged buffer (tianshou)",
-                        params={"num_quantiles": 20, "min_q_weight": 10.0}),
-    "crr": MethodPreset("crr", "offline", "discrete CRR on the logged buffer (tianshou)", params={}),
-    "sqn": MethodPreset("sqn", "offline", "SQN: supervised head + double-Q head on the logged buffer (SIGIR'20)",
-                        params={}),
-    "random": MethodPreset("random", "static", "uniformly random allowed item"),
-    "popular": MethodPreset("popular", "static", "most logged positives first"),
-    "greedy": MethodPreset("greedy", "static", "highest user-model reward", reward="user_model"),
-    "egreedy": MethodPreset("egreedy", "static", "greedy on the user model, random with probability 0.3",
-                            reward="user_model", params={"epsilon": 0.3}),
-    "ucb": MethodPreset("ucb", "static", "user-model reward plus c x sqrt(uncertainty)",
-                        reward="user_model", params={"c": 1.0}),
-    "quit_aware": MethodPreset("quit_aware", "static",
+    "gt_oracle": Method("gt_oracle", "model_based",
+                        "A2C in a simulator whose reward is the ground truth (the ceiling; reference, not offline)",
+                        reward="truth", penalty_method="mbpo", reference=True),
+    "bcq": Method("bcq", "offline", "discrete BCQ on the logged buffer (tianshou)"),
+    "cql": Method("cql", "offline", "discrete CQL (QR-DQN based) on the logged buffer (tianshou)"),
+    "crr": Method("crr", "offline", "discrete CRR on the logged buffer (tianshou)"),
+    "sqn": Method("sqn", "offline", "SQN: supervised head + double-Q head on the logged buffer (SIGIR'20)"),
+    "random": Method("random", "static", "uniformly random allowed item"),
+    "popular": Method("popular", "static", "most logged positives first"),
+    "greedy": Method("greedy", "static", "highest user-model reward", reward="user_model"),
+    "egreedy": Method("egreedy", "static", "greedy on the user model, random with probability 0.3",
+                            reward="user_model"),
+    "ucb": Method("ucb", "static", "user-model reward plus c x sqrt(uncertainty)",
+                        reward="user_model"),
+    "quit_aware": Method("quit_aware", "static",
                                "greedy on the user model among items the quit rule lets the user stay after "
-                               "(knows the rule; not published)", reward="user_model"),
+                               "(knows the rule; not published; reference, not offline)", reward="user_model",
+                               reference=True),
 }
 """Every method, by name."""
 
 
-def method(name: str) -> MethodPreset:
+def get_method(name: str) -> Method:
+    """The method `name` of `METHODS` (ConfigError naming the choices otherwise)."""
     key = name.lower()
     if key not in METHODS:
-        raise ConfigError(f"policy preset: unknown {name!r}; choose from {', '.join(METHODS)}")
+        raise ConfigError(f"method: unknown {name!r}; choose from {', '.join(METHODS)}")
     return METHODS[key]
 
 
-def method_penalty(preset: MethodPreset, dataset: str) -> PenaltyConfig:
+def method_penalty(preset: Method, dataset: str) -> PenaltyConfig:
     """The preset's weights on `dataset` ("ours" has its own rule, see `ours_penalty`)."""
     if preset.name == "ours":
         return ours_penalty(dataset)
@@ -146,7 +153,8 @@ class Budget:
         episodes_per_collect: episodes collected before each A2C update (published 100).
         batch_size: A2C minibatch (published 1024); offline minibatch.
         eval_every: evaluate in the ground-truth environment every this many epochs.
-        eval_episodes: episodes per evaluation (published 100).
+        eval_episodes: episodes of those evaluations (None: the evaluation's own `episodes`, so
+            the last epoch's evaluation is the final one).
     """
 
     epochs: int
@@ -155,24 +163,24 @@ class Budget:
     episodes_per_collect: int = 100
     batch_size: int = 1024
     eval_every: int = 1
-    eval_episodes: int = 100
+    eval_episodes: int | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            if getattr(self, field.name) < 1:
+            if getattr(self, field.name) is not None and getattr(self, field.name) < 1:
                 raise ConfigError(f"Budget.{field.name}: must be >= 1, got {getattr(self, field.name)}")
 
 
 BUDGETS: dict[str, dict[str, Budget]] = {
     "cpu": {
         "model_based": Budget(epochs=5, epoch_num_steps=20_000, num_envs=100, episodes_per_collect=100,
-                              batch_size=64, eval_every=1, eval_episodes=100),
-        "offline": Budget(epochs=5, epoch_num_steps=500, batch_size=64, eval_every=1, eval_episodes=100),
+                              batch_size=64, eval_every=1),
+        "offline": Budget(epochs=5, epoch_num_steps=500, batch_size=64, eval_every=1),
     },
     "paper": {
         "model_based": Budget(epochs=200, epoch_num_steps=100_000, num_envs=100, episodes_per_collect=100,
-                              batch_size=1024, eval_every=1, eval_episodes=100),
-        "offline": Budget(epochs=200, epoch_num_steps=1000, batch_size=64, eval_every=1, eval_episodes=100),
+                              batch_size=1024, eval_every=1),
+        "offline": Budget(epochs=200, epoch_num_steps=1000, batch_size=64, eval_every=1),
     },
 }
 """The CPU budget (minutes in total, for demos and tests) and the published one. The paper's
@@ -208,7 +216,5 @@ def describe(dataset: str = "kuairec") -> list[dict[str, Any]]:
                        lambda_U=weights.lambda_U, lambda_E=weights.lambda_E)
         elif preset.reward != "none":
             row["reward"] = preset.reward
-        if preset.params:
-            row["params"] = dict(preset.params)
         rows.append(row)
     return rows

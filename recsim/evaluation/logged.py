@@ -1,14 +1,14 @@
-"""The evaluation stage of one trained method: rollouts in the ground truth, NDCG and OPE.
+"""Evaluation on the logs: a policy's first-step ranking and off-policy estimates.
 
-- Rollouts: `recsim.evaluation.rollout` in every configured mode over the ground-truth table
-  (the dataset's truth block), with the dataset's quit rule.
-- Ranking: the policy's first-step ranking (empty history) of every truth user, NDCG@k and
-  Recall@k against the ground truth (or, without one, against the held-out test log's items).
-  A policy ranks by `scores(users)` when it has one, else by `action_probs(observations, mask)`.
+- Ranking: the policy's first-step ranking (empty history, `Recommender.ranking_scores`) of every
+  truth user, NDCG@k and Recall@k against the ground truth (or, without one, against the held-out
+  test log's items); the relevant items of Recall@k are the user model's definition
+  (`recsim.user_model.metrics.relevant_threshold`: the top fifth of the feedback), so a policy's
+  and a user model's `recall@k` are the same measurement.
 - Off-policy estimates (`recsim.evaluation.ope`) of the per-step value of the policy on the
   logged contexts: each logged row becomes the observation the policy would have seen (the
   user's earlier logged items and their labels, the last W of them), and the target probability
-  of the logged item is read from `action_probs`. Behaviour propensities: the log's own
+  of the logged item is the policy's own `action_probs`. Behaviour propensities: the log's own
   `propensity` column ("logged") when present, else the item popularity of the training log
   ("item popularity"), always named in the output. Coat's shipped propensity is the probability
   that a rating is observed, not a distribution over items: there only the self-normalised
@@ -24,33 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsim.env.config import EnvConfig
-from recsim.env.quit_rules import QuitRuleConfig, make_quit_rule
 from recsim.evaluation import ranking
 from recsim.evaluation.ope import ESTIMATORS
-from recsim.evaluation.rollout import EpisodeLog, dominating_from_dataset, rollout, summarise
 from recsim.reward.table import RewardTable
-from recsim.seeding import child_seeds
+from recsim.user_model.metrics import relevant_threshold
 
 OPE_CHUNK = 4096
-
-
-def truth_table(dataset: Any) -> RewardTable:
-    """The ground-truth reward table (NaN cells count as reward 0)."""
-    if dataset.truth is None:
-        from recsim.errors import DataError
-
-        raise DataError(dataset.name, "truth", "online evaluation needs a ground-truth matrix")
-    return RewardTable.from_truth(dataset.truth, dataset.truth_users, dataset.truth_items)
-
-
-def quit_rule_for(dataset: Any, quit: dict[str, Any], fallback: np.ndarray | None = None):
-    """The quit rule `quit` over the reward-table columns; the distance rule reads the ground
-    truth, or `fallback` (a users x items matrix, e.g. the simulator's reward mean) without one."""
-    config = QuitRuleConfig(**quit)
-    truth = (dataset.truth if dataset.truth is not None else fallback) if config.kind == "distance" else None
-    categories = dataset.item_categories[dataset.truth_items] if dataset.truth is not None else dataset.item_categories
-    return make_quit_rule(config, item_categories=categories, truth=truth)
 
 
 def first_step_observations(users: np.ndarray, n_items: int, window: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -62,32 +41,15 @@ def first_step_observations(users: np.ndarray, n_items: int, window: int) -> tup
 
 
 def policy_scores(policy: Any, users: np.ndarray, n_items: int, window: int) -> np.ndarray | None:
-    """float (n_users, n_items) first-step scores of `policy`, or None if it exposes none.
-
-    In order of preference: `ranking_scores(observations, mask)`, `scores(users)`, then
-    `action_probs(observations, mask)`.
-    """
-    if hasattr(policy, "ranking_scores"):
-        parts = []
-        for start in range(0, len(users), OPE_CHUNK):
-            obs, mask = first_step_observations(users[start:start + OPE_CHUNK], n_items, window)
-            part = policy.ranking_scores(obs, mask)
-            if part is None:
-                break
-            parts.append(np.asarray(part, dtype=np.float64))
-        else:
-            return np.concatenate(parts) if parts else None
-    if hasattr(policy, "scores"):
-        scores = np.asarray(policy.scores(users))
-        if scores.shape == (len(users), n_items):
-            return scores
-    if hasattr(policy, "action_probs"):
-        parts = []
-        for start in range(0, len(users), OPE_CHUNK):
-            obs, mask = first_step_observations(users[start:start + OPE_CHUNK], n_items, window)
-            parts.append(np.asarray(policy.action_probs(obs, mask), dtype=np.float64))
-        return np.concatenate(parts)
-    return None
+    """float (n_users, n_items) first-step `ranking_scores` of `policy`, or None if it ranks nothing."""
+    parts = []
+    for start in range(0, len(users), OPE_CHUNK):
+        obs, mask = first_step_observations(users[start:start + OPE_CHUNK], n_items, window)
+        part = policy.ranking_scores(obs, mask)
+        if part is None:
+            return None
+        parts.append(np.asarray(part, dtype=np.float64))
+    return np.concatenate(parts) if parts else None
 
 
 def ranking_metrics(policy: Any, dataset: Any, ks: list[int], window: int) -> dict[str, float]:
@@ -110,13 +72,13 @@ def ranking_metrics(policy: Any, dataset: Any, ks: list[int], window: int) -> di
     else:
         return {f"ndcg@{k}": math.nan for k in ks} | {f"recall@{k}": math.nan for k in ks}
     scores = policy_scores(policy, users, n_items, window)
+    threshold = relevant_threshold(relevance[mask])
     for k in ks:
         if scores is None:
             out[f"ndcg@{k}"] = out[f"recall@{k}"] = math.nan
             continue
         out[f"ndcg@{k}"] = ranking.ndcg_at_k(scores, relevance, k, mask)
-        # Recall needs binary relevance: items above the user's mean relevance count as relevant.
-        binary = (relevance > np.nanmean(np.where(mask, relevance, np.nan), axis=1, keepdims=True)) & mask
+        binary = (relevance >= threshold) & mask
         out[f"recall@{k}"] = ranking.recall_at_k(scores, binary.astype(np.float64), k, mask)
     return out
 
@@ -188,8 +150,8 @@ def logged_contexts(dataset: Any, window: int, max_users: int, seed: int) -> Log
 def off_policy_estimates(policy: Any, dataset: Any, contexts: LoggedContexts, estimators: list[str], cap: float,
                          n_bootstrap: int, seed: int, user_model_table: RewardTable | None) -> dict[str, float]:
     """One value per estimator (`ope_<name>`, `ope_<name>_low/_high`), plus `ope_truth` where known."""
-    if not estimators or not hasattr(policy, "action_probs"):
-        return {f"ope_{name}": math.nan for name in estimators}
+    if not estimators:
+        return {}
     n = len(contexts.users)
     action_prob = np.zeros(n)
     v_target = np.zeros(n)
@@ -242,43 +204,3 @@ def off_policy_estimates(policy: Any, dataset: Any, contexts: LoggedContexts, es
     if has_truth:
         out["ope_truth"] = float(v_truth.mean())
     return out
-
-
-def evaluate_policy(policy: Any, dataset: Any, spec: Any, env: dict[str, Any], quit: dict[str, Any],
-                    user_model_table: RewardTable | None, run_seed: int = 0, progress: bool = False
-                    ) -> tuple[list[dict[str, Any]], dict[str, EpisodeLog]]:
-    """Rows of metrics (one per mode) and the episode logs of one policy.
-
-    Without a ground truth there is nothing to roll out in: one row of mode "offline" holds the
-    ranking metrics (against the test log) and the off-policy estimates.
-
-    Args:
-        policy: the trained policy (`act`, optionally `scores` / `action_probs`).
-        dataset: the `Dataset` (with a ground truth for the rollouts).
-        spec: the `EvaluationSpec`.
-        env, quit: `EnvConfig` / `QuitRuleConfig` overrides.
-        user_model_table: the user model's table, for DM / DR (None: those estimates are NaN).
-        run_seed: seeds a stochastic policy's sampling (with `spec.user_seed`), so run seeds
-            differ in the policy's draws while every run meets the same users.
-    """
-    env_config = EnvConfig(**env)
-    shared = ranking_metrics(policy, dataset, spec.ndcg_k, env_config.history_window)
-    if spec.ope:
-        contexts = logged_contexts(dataset, env_config.history_window, spec.ope_max_users, spec.user_seed)
-        shared.update(off_policy_estimates(policy, dataset, contexts, spec.ope, spec.ope_cap, spec.n_bootstrap,
-                                           spec.user_seed, user_model_table))
-        shared["ope_pscore_source"] = contexts.pscore_source
-    if dataset.truth is None:
-        return [{"mode": "offline", **shared}], {}
-    table = truth_table(dataset)
-    quit_rule = quit_rule_for(dataset, quit)
-    categories = dataset.item_categories[dataset.truth_items]
-    dominating = dominating_from_dataset(dataset, spec.mcd_share)
-    rows, logs = [], {}
-    for mode in spec.modes:
-        log = rollout(policy, table, mode, quit_rule, spec.n_episodes, spec.user_seed, env_config,
-                      spec.batch_size, progress, policy_seed=child_seeds(spec.user_seed, run_seed + 1)[run_seed])
-        metrics = summarise(log, categories, dominating, spec.n_bootstrap, spec.user_seed)
-        rows.append({"mode": mode, **{k: float(v) for k, v in metrics.items()}, **shared})
-        logs[mode] = log
-    return rows, logs
