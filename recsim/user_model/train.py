@@ -203,8 +203,8 @@ def train_member(model: HeteroscedasticDeepFM, train: Examples, val: Examples, c
         order = torch.as_tensor(permutation, device=config.device)
         x, target, weight = train.x[order], train.target[order], train.weight[order]
         total, seen = 0.0, 0
-        bar = progress_bar(range(0, len(train), config.batch_size), f"member {member} epoch {epoch + 1}/{config.epochs}",
-                           enabled=progress, leave=False)
+        bar = progress_bar(range(0, len(train), config.batch_size),
+                           f"member {member} epoch {epoch + 1}/{config.epochs}", enabled=progress, leave=False)
         for start in bar:
             sl = slice(start, start + config.batch_size)
             loss = example_loss(model, x[sl], target[sl], weight[sl], task).sum()
