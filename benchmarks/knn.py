@@ -9,7 +9,7 @@ Approaches, each in its own subprocess so its peak resident memory (VmHWM, `recs
 
 - `published`: dense float64 user x item matrix, scikit-learn cosine similarity into a dense
   user x user matrix, `argsort` of every row, then the mean / variance of the neighbours' dense
-  rows (the structure of ROLeR's public code, REFERENCE.md §1.4; see `run_published`).
+  rows (the structure of ROLeR's public code, docs/protocol.md; see `run_published`).
 - `faiss_exact`: `recsim.reward.knn.build_knn_reward_table` with the default exact index.
 - `faiss_svd256`: the same with `svd_dim=256` (truncated SVD before an exact search); its
   neighbours are approximate, so the run reports their recall against the published ones.

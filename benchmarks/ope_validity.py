@@ -42,16 +42,15 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from recsim.evaluation.bootstrap import mean_interval
 from recsim.evaluation.ope import CIS, DM, DR, IPS, NCIS, SNDR, SNIPS, PointNCIS, expected_capped_weight
+from recsim.progress import progress_bar
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,7 +191,7 @@ def synthetic(args, rng: np.random.Generator) -> dict:
     ests = estimators(args.cap, args.n_bootstrap, args.seed)
     names = list(ests) + ["point_ncis_exact", "naive"]
     records = {e: {p: [] for p in policies} for e in names}  # (value, low, high, unreliable)
-    for _ in tqdm(range(args.reps), desc="synthetic logs", disable=args.quiet, file=sys.stderr):
+    for _ in progress_bar(range(args.reps), "synthetic logs", enabled=not args.quiet):
         counts = rng.poisson(n_u)
         users = np.repeat(np.arange(n_users), counts)
         items = draw_items(rng, cdf_flat, users, n_items)

@@ -9,17 +9,26 @@ import pandas as pd
 import pytest
 
 from recsim.data.synthetic import generate_world
-from recsim.evaluation.report import build_report, collect_rows, evaluation_folders, summary_table
+from recsim.evaluation.report import (
+    build_report,
+    collect_rows,
+    evaluation_folders,
+    summary_table,
+)
 from recsim.evaluation.rollout import EpisodeLog
 from recsim.io import write_json
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(tmp_path, r_tra):
+def fake_run(tmp_path, r_tra, families=None, references=(), mcd=0.5, categories=True):
     """A run folder with a tiny world and eval folders for methods a, b over seeds 0, 1."""
     world = generate_world("tiny", 0)
+    if not categories:
+        world.item_categories = np.zeros((world.n_items, 0), dtype=bool)
+        world.category_names = []
     world.save(tmp_path / "data" / "dataset")
+    families = families or {}
     rng = np.random.default_rng(0)
     names = []
     for method in ("a", "b"):
@@ -35,11 +44,12 @@ def fake_run(tmp_path, r_tra):
                                  np.full(5, 3), np.ones(5, bool))
                 log.save(folder / f"episodes_{mode}.npz")
                 rows.append({"mode": mode, "R_tra": r_tra[(method, seed)], "R_tra_low": 0.0, "R_tra_high": 9.0,
-                             "length": 3.0, "R_each": r_tra[(method, seed)] / 3, "MCD": 0.5, "gini": 0.4,
+                             "length": 3.0, "R_each": r_tra[(method, seed)] / 3, "MCD": mcd, "gini": 0.4,
                              "coverage": 0.1, "ndcg@10": 0.3, "ope_ips": 1.0 + seed, "ope_ips_low": 0.5,
                              "ope_ips_high": 1.5, "ope_pscore_source": "logged"})
             curve = {"x": [1, 2, 3], "y": [0.1, 0.2, 0.4]}
-            write_json(folder / "metrics.json", {"method": method, "family": "x", "seed": seed, "rows": rows,
+            write_json(folder / "metrics.json", {"method": method, "family": families.get(method, "x"),
+                                                 "reference": method in references, "seed": seed, "rows": rows,
                                                  "training_curve": curve})
             names.append(name)
     return names
@@ -68,15 +78,68 @@ def test_markdown_table_is_mean_and_sample_std_across_seeds(tmp_path):
     text = (tmp_path / "report" / "results.md").read_text()
     assert text.startswith("# my title")
     assert "## FB" in text and "## NX_0" in text
-    a_row = [line for line in text.splitlines() if line.startswith("| a |")][0]
+    a_row = next(line for line in text.splitlines() if line.startswith("| a |"))
     assert "2.000 +- 1.414" in a_row  # mean(1, 3), std(1, 3) with ddof=1
     half = 12.706204736174698 * 1.4142135623730951 / 1.4142135623730951  # t_{0.975, 1} * std / sqrt(2)
-    assert f"[{2 - half:.3f}, {2 + half:.3f}]" in a_row
-    b_row = [line for line in text.splitlines() if line.startswith("| b |")][0]
+    assert f"[0.000, {2 + half:.3f}]" in a_row  # 2 - half < 0 is clipped: R_tra cannot be negative
+    b_row = next(line for line in text.splitlines() if line.startswith("| b |"))
     assert "2.000 +- 0.000" in b_row
     table = summary_table(collect_rows(tmp_path, names))
     assert set(table["seeds"]) == {2}
     assert "ope_ips_low" not in table.columns
+
+
+def test_rows_are_grouped_by_family_and_references_are_named(tmp_path):
+    names = fake_run(tmp_path, R_TRA, families={"a": "static", "b": "model_based"}, references={"a"})
+    build_report(tmp_path, tmp_path / "report", names, title="t", figures=False)
+    table = summary_table(collect_rows(tmp_path, names))
+    assert list(table[table["mode"] == "FB"]["method"]) == ["b", "a"]  # model-based before reference
+    assert list(table[table["mode"] == "FB"]["family"]) == ["model-based", "reference"]
+    text = (tmp_path / "report" / "results.md").read_text()
+    assert "- **references**: a: reference rows" in text
+    assert "clipped at 0" in text and "docs/protocol.md" in text
+
+
+def test_header_lists_every_override_and_marks_the_title(tmp_path):
+    from recsim.evaluation.report import write_overrides
+
+    names = fake_run(tmp_path, R_TRA)
+    write_json(tmp_path / "spec.json", {"name": "x", "data": {"name": "synthetic", "preset": "tiny", "world_seed": 0},
+                                        "user_model": {"members": 2, "epochs": 1}, "evaluation": {"n_episodes": 5},
+                                        "methods": [{"name": "a", "algorithm": "a2c", "params": {"epochs": 2}}]})
+    write_overrides(tmp_path, "pipelines/x.yaml", ["user_model.epochs=1", "knn.k=5"], "0-1")
+    page = build_report(tmp_path, tmp_path / "report", names, title="x (published settings)", figures=False)
+    text = page.read_text()
+    assert "x (published settings) (modified by 3 overrides, see the header)" in text
+    assert "--set user_model.epochs=1; --set knn.k=5; --seeds 0-1" in text
+    assert "user model: 2 members, 1 epoch(s); a: epochs=2" in text
+    assert "100 users x 200 items" in text and "0, 1 (2 run seeds)" in text
+    write_overrides(tmp_path, "pipelines/x.yaml", [], None)
+    text = build_report(tmp_path, tmp_path / "report", names, title="x", figures=False).read_text()
+    assert "<h1>x</h1>" in text and "none (the spec file as written)" in text
+
+
+def test_missing_metric_shows_na(tmp_path):
+    names = fake_run(tmp_path, R_TRA, mcd=float("nan"))
+    table = summary_table(collect_rows(tmp_path, names))
+    assert set(table["MCD"]) == {"n/a"}
+
+
+def test_a_figure_with_nothing_to_show_is_left_out(tmp_path):
+    names = fake_run(tmp_path, R_TRA, categories=False)
+    html = build_report(tmp_path, tmp_path / "report", names).read_text()
+    assert "Category exposure" not in html and "Concentration of item exposure" in html
+    assert len(list((tmp_path / "report" / "figures").glob("*.png"))) == 3
+
+
+def test_every_method_of_the_comparison_has_its_own_colour():
+    from recsim.evaluation.figures import METHOD_COLOURS, method_styles
+    from recsim.policy.methods import METHODS
+
+    assert set(METHODS) <= set(METHOD_COLOURS)
+    styles = method_styles({**{m: "model-based" for m in METHODS}, "new1": "offline", "new2": "static"})
+    colours = [(s.colour, s.linestyle) for s in styles.values()]
+    assert len(set(colours)) == len(colours)
 
 
 def test_report_html_is_self_contained_with_png_figures(tmp_path):

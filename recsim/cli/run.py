@@ -19,7 +19,7 @@ REPORT_KIND = "report"
 
 
 def run(args: argparse.Namespace) -> int:
-    from recsim.evaluation.report import collect_rows, summary_lines
+    from recsim.evaluation.report import collect_rows, summary_lines, write_overrides
     from recsim.pipeline.spec import load_spec
     from recsim.pipeline.stages import plan, run_spec
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.spec}: {error}") from None
     inputs = [args.spec] + ([] if spec.data.name == "synthetic" else [spec.data.resolved_raw_dir()])
     with output_dir(args.out, RUN_KIND, inputs=inputs) as out:
+        write_overrides(out, args.spec, args.set, args.seeds, args.raw)
         results = run_spec(spec, out, stream=sys.stderr)
     reused = sum(r.reused for r in results)
     frame = collect_rows(Path(args.out), [r.name for r in results if r.name.startswith("eval-")])

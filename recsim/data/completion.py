@@ -2,7 +2,7 @@
 
 KuaiRand, Coat and Yahoo! R3 have no fully observed matrix, but they have a random-exposure
 `test` log (items shown uniformly at random), which is free of the popularity and selection bias
-of the training log. Following the DORL / ROLeR protocol (REFERENCE.md §2), their ground-truth
+of the training log. Following the DORL / ROLeR protocol (docs/protocol.md, "Ground truth"), their ground-truth
 environments use a matrix completed by a model fitted on that log.
 
 Choice made here (documented, configurable in `CompletionConfig`):

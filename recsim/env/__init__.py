@@ -1,4 +1,4 @@
-"""Simulated users for training and evaluating recommendation policies (REFERENCE.md §2).
+"""Simulated users for training and evaluating recommendation policies (docs/protocol.md).
 
 - `RecEnv` (`single`): one user per episode, gymnasium API; the readable reference.
 - `BatchedRecEnv` (`batched`): many users stepped with array operations; `TianshouVectorEnv`

@@ -1,4 +1,4 @@
-"""Evaluation modes of the published protocol (REFERENCE.md §2).
+"""Evaluation modes of the published protocol (docs/protocol.md, "Modes").
 
 - **FB**: repeats allowed, quit rule on, episodes of at most `max_turn` steps.
 - **NX_0**: items already recommended in the episode are masked, quit rule on.

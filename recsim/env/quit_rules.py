@@ -1,4 +1,4 @@
-"""Quit rules: when a simulated user leaves the session (REFERENCE.md §2).
+"""Quit rules: when a simulated user leaves the session (docs/protocol.md, "The quit rules").
 
 Every rule is a small object with one vectorised method,
 
@@ -48,7 +48,7 @@ class NoQuit:
 class CategoryOverlapQuit:
     """Leave when a category of the item appears in more than `leave_threshold` of the last N items.
 
-    Published rule (DORL KuaiEnv, REFERENCE.md §2): count, for each category c of the recommended
+    Published rule (DORL KuaiEnv, docs/protocol.md): count, for each category c of the recommended
     item, the earlier items of the window that carry c; leave if any count exceeds the threshold.
     With the paper's threshold 0 this is "leave when the item shares any category with one of the
     last N items". KuaiRec / KuaiRand paper logs: threshold 0, N = 4.

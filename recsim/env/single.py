@@ -1,6 +1,6 @@
 """The single-user recommendation environment: the readable reference (gymnasium API).
 
-One episode = one user's session (DORL / ROLeR simulators, REFERENCE.md §2):
+One episode = one user's session (DORL / ROLeR simulators, docs/protocol.md):
 
 - `reset` draws a user uniformly from the table's rows (or from a given list of user ids), with
   the counter-based sampler of `recsim.env.config` (seeded; stream-compatible with the batched env);

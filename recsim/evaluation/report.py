@@ -2,24 +2,31 @@
 
 Input: evaluation folders (`eval-<method>-s<seed>/` of a pipeline run) holding `metrics.json`
 (one row of metrics per mode) and `episodes_<mode>.npz` (`recsim.evaluation.rollout.EpisodeLog`),
-plus the run's dataset (`data/dataset`) for the category shares of the training log.
+plus the run's dataset (`data/dataset`), its resolved spec (`spec.json`) and, when `recsim run`
+started it, the command line's overrides of the spec (`overrides.json`, `write_overrides`).
 
+- A header: the dataset, the budget, the seeds, every override of the spec, the aggregation
+  rule, which rows are references rather than offline methods, and where the protocol is
+  described (docs/protocol.md).
 - `results.csv`: one row per method, seed and mode, every metric a column (`method`, `seed`,
   `mode`, `R_tra`, `length`, `R_each`, `MCD`, `gini`, `coverage`, `ndcg@10`, `ope_<estimator>`, ...).
-- `results.md`: per mode, a table like the published one (REFERENCE.md §4) with mean +- std
-  across seeds (sample std; "+- 0" means one seed) and the 95 % Student-t interval of R_tra.
-- Figures (matplotlib, Agg backend): R_tra per method with 95 % intervals (Student-t across
-  seeds; with one seed the bootstrap interval over episodes); the Lorenz curve of item exposure;
-  each category's share of recommended items against its share of the training log's
-  positives; training curves (the user model's validation loss per epoch and each method's own
-  curve where it wrote one).
-- `report.html`: the tables and the figures, PNGs embedded as base64 (one file, no links).
+- `results.md`: per mode, a table like the published one (docs/protocol.md, "Published
+  numbers") with one row per method, grouped by family (`recsim.evaluation.figures`): mean +-
+  sample std across seeds ("+- 0" means one seed) and the 95 % Student-t interval of R_tra
+  across seeds, clipped to R_tra's range [0, inf) (and said so in the header). A metric that
+  is missing for every seed (MCD without categories) shows "n/a".
+- Figures (`recsim.evaluation.figures`): R_tra per method with its interval (across seeds; with
+  one seed the bootstrap interval over episodes); the concentration of item exposure (the
+  Lorenz curve read from the most exposed item); each
+  category's share of recommended items against its share of the training log's positives
+  (left out when the dataset has no categories); training curves. A figure with nothing to
+  show is left out.
+- `report.html`: the header, the tables and the figures, PNGs embedded as base64 (one file).
 """
 from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -28,12 +35,21 @@ import numpy as np
 import pandas as pd
 
 from recsim.errors import DataError
-from recsim.evaluation import exposure
+from recsim.evaluation import figures as fig
 from recsim.evaluation.rollout import EpisodeLog, across_seeds
-from recsim.io import atomic_path, read_json
+from recsim.io import atomic_path, read_json, write_json
 
 FIRST_COLUMNS = ("method", "family", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage")
 TABLE_METRICS = ("R_tra", "R_each", "length", "MCD", "gini", "coverage")
+R_TRA_RANGE = (0.0, float("inf"))
+"""R_tra's range: the ground-truth rewards of every dataset recsim reads are >= 0."""
+
+OVERRIDES_FILE = "overrides.json"
+PROTOCOL_PAGE = "docs/protocol.md"
+AGGREGATION = ("each cell is the mean +- sample std across run seeds of the final policy's evaluation "
+               "(the same evaluation users for every method); R_tra 95% CI: Student-t across seeds, "
+               "clipped at 0 (R_tra cannot be negative). The published tables instead average all "
+               "evaluated epochs of one run with one seed (see the protocol).")
 
 
 def collect_rows(run_dir: Path, eval_names: list[str]) -> pd.DataFrame:
@@ -46,7 +62,7 @@ def collect_rows(run_dir: Path, eval_names: list[str]) -> pd.DataFrame:
         info = read_json(path)
         for row in info["rows"]:
             records.append({"method": info["method"], "family": info.get("family", ""),
-                            "seed": int(info["seed"]), **row})
+                            "seed": int(info["seed"]), **row, "reference": bool(info.get("reference", False))})
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return frame
@@ -77,22 +93,47 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
 
 
+def styles_of(results: pd.DataFrame) -> dict[str, fig.MethodStyle]:
+    """`figures.method_styles` of the methods of `results` (by their family and reference flag)."""
+    families = {}
+    for _, row in results.drop_duplicates("method").iterrows():
+        families[row["method"]] = fig.display_family(row.get("family", ""), bool(row.get("reference", False)))
+    return fig.method_styles(families)
+
+
+def seed_interval(values: np.ndarray, bounds: tuple[float, float] = R_TRA_RANGE) -> dict[str, float]:
+    """`across_seeds` of per-seed values with the interval clipped to `bounds` (a metric's range)."""
+    stats = across_seeds(values)
+    if stats["n"]:
+        stats["low"] = float(np.clip(stats["low"], *bounds))
+        stats["high"] = float(np.clip(stats["high"], *bounds))
+    return stats
+
+
 def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Per (mode, method): "mean +- std" across seeds of the table metrics, NDCG and OPE values."""
+    """Per (mode, method), methods grouped by family: "mean +- std" across seeds of the table
+    metrics, NDCG and OPE values, and R_tra's clipped 95 % interval across seeds."""
     metrics = [c for c in TABLE_METRICS if c in results.columns]
     metrics += [c for c in results.columns if c.startswith("ndcg@")]
     metrics += [c for c in results.columns if c.startswith("ope_") and not c.endswith(("_low", "_high", "_ess"))
                 and c != "ope_pscore_source"]
+    styles = styles_of(results)
+    rank = {m: i for i, m in enumerate(styles)}
     rows = []
     for (mode, method), group in results.groupby(["mode", "method"], sort=False):
-        row = {"mode": mode, "method": method, "seeds": int(group["seed"].nunique())}
+        row = {"mode": mode, "method": method, "family": styles[method].family, "seeds": int(group["seed"].nunique())}
         for metric in metrics:
             stats = across_seeds(pd.to_numeric(group[metric], errors="coerce").to_numpy())
             row[metric] = f"{_fmt(stats['mean'])} +- {_fmt(stats['std'])}" if stats["n"] else "n/a"
             if metric == "R_tra":
-                row["R_tra 95% CI"] = f"[{_fmt(stats['low'])}, {_fmt(stats['high'])}]" if stats["n"] > 1 else "n/a"
+                interval = seed_interval(pd.to_numeric(group[metric], errors="coerce").to_numpy())
+                row["R_tra 95% CI"] = f"[{_fmt(interval['low'])}, {_fmt(interval['high'])}]" \
+                    if interval["n"] > 1 else "n/a"
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    mode_rank = {m: i for i, m in enumerate(dict.fromkeys(table["mode"]))}
+    order = np.lexsort((table["method"].map(rank).to_numpy(), table["mode"].map(mode_rank).to_numpy()))
+    return table.iloc[order].reset_index(drop=True)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -103,57 +144,120 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(results: pd.DataFrame, title: str) -> str:
+# ----------------------------------------------------------------------------- header
+
+
+def write_overrides(run_dir: str | os.PathLike, spec_file: str | os.PathLike, sets: list[str] | None,
+                    seeds: str | None, raw: str | os.PathLike | None = None) -> None:
+    """Record the command line's overrides of the spec (`--set`, `--seeds`, `--raw`) in the run folder."""
+    write_json(Path(run_dir) / OVERRIDES_FILE, {"spec_file": str(spec_file), "set": list(sets or []),
+                                                "seeds": seeds, "raw": None if raw is None else str(raw)})
+
+
+def _overrides_text(run_dir: Path) -> tuple[str, int]:
+    """(the overrides as text, how many), from `overrides.json`."""
+    path = run_dir / OVERRIDES_FILE
+    if not path.is_file():
+        return "not recorded (the run was not started by `recsim run`)", 0
+    info = read_json(path)
+    given = [f"--set {text}" for text in info.get("set") or []]
+    if info.get("seeds"):
+        given.append(f"--seeds {info['seeds']}")
+    if info.get("raw"):
+        given.append(f"--raw {info['raw']}")
+    source = f"spec file {info.get('spec_file')}; "
+    return source + ("; ".join(given) if given else "none (the spec file as written)"), len(given)
+
+
+def _dataset_text(spec: dict[str, Any], dataset: Any) -> str:
+    data = spec.get("data", {})
+    parts = [str(data.get("name", "?"))]
+    if data.get("preset"):
+        parts.append(f"preset {data['preset']}, world seed {data.get('world_seed')}")
+    if dataset is not None:
+        n_categories = dataset.item_categories.shape[1] if fig.has_categories(dataset.item_categories) else 0
+        truth = "none" if dataset.truth is None else f"{len(dataset.truth_users):,} x {len(dataset.truth_items):,}"
+        if data.get("complete") is not None and dataset.truth is not None:
+            truth += " (completed from the random-exposure log)"
+        parts.append(f"{dataset.n_users:,} users x {dataset.n_items:,} items, {len(dataset.train):,} logged rows, "
+                     f"{n_categories} categories; ground truth {truth}")
+    return "; ".join(parts)
+
+
+BUDGET_KEYS = ("budget", "epochs", "epoch_num_steps", "num_envs", "episodes_per_collect", "batch_size",
+               "eval_episodes")
+
+
+def _budget_text(spec: dict[str, Any]) -> str:
+    """The user model's size and each group of methods sharing a training budget."""
+    um = spec.get("user_model", {})
+    parts = [f"user model: {um.get('members', 5)} members, {um.get('epochs', 5)} epoch(s)"]
+    groups: dict[str, list[str]] = {}
+    for method in spec.get("methods", []):
+        params = method.get("params") or {}
+        keys = {k: params[k] for k in BUDGET_KEYS if k in params}
+        if not keys and _family_of_spec_method(method) == "static":
+            continue
+        text = ", ".join(f"{k}={v}" for k, v in keys.items()) or "budget=cpu (default)"
+        groups.setdefault(text, []).append(method["name"])
+    parts += [f"{', '.join(names)}: {text}" for text, names in groups.items()]
+    return "; ".join(parts)
+
+
+def _family_of_spec_method(method: dict[str, Any]) -> str:
+    """The family of a spec's method entry (`recsim.policy.methods`), "" when unknown."""
+    from recsim.errors import ConfigError
+    from recsim.policy.methods import get_method
+
+    try:
+        return get_method(method.get("method") or method["name"]).family
+    except (ConfigError, KeyError):
+        return ""
+
+
+def header_items(run_dir: Path, results: pd.DataFrame, dataset: Any = None) -> list[tuple[str, str]]:
+    """(label, text) lines of the report's header (see the module docstring)."""
+    spec = read_json(run_dir / "spec.json") if (run_dir / "spec.json").is_file() else {}
+    overrides, _ = _overrides_text(run_dir)
+    seeds = sorted(int(s) for s in results["seed"].unique())
+    evaluation = spec.get("evaluation", {})
+    styles = styles_of(results)
+    references = [m for m, s in styles.items() if s.family == "reference"]
+    items = [
+        ("dataset", _dataset_text(spec, dataset) if spec else "not recorded"),
+        ("budget", _budget_text(spec) if spec else "not recorded"),
+        ("seeds", f"{', '.join(map(str, seeds))} ({len(seeds)} run seed{'s' if len(seeds) != 1 else ''})"),
+        ("evaluation", (f"modes {', '.join(dict.fromkeys(results['mode']))}; "
+                        f"{evaluation.get('n_episodes', '?')} episodes per mode and seed")),
+        ("overrides", overrides),
+        ("aggregation", AGGREGATION),
+        ("families", "; ".join(f"{family}: {', '.join(m for m, s in styles.items() if s.family == family)}"
+                               for family in fig.FAMILIES if any(s.family == family for s in styles.values()))),
+        ("references", (", ".join(references) + ": reference rows, not offline methods (they know the "
+                        "evaluation's quit rule or its true reward)") if references else "none"),
+        ("protocol", (f"{PROTOCOL_PAGE} in the recsim repository (users, episodes, quit rules, metrics, "
+                      "published numbers, deviations)")),
+    ]
+    return items
+
+
+def report_title(title: str, run_dir: Path) -> str:
+    """The title, marked when the command line overrode the spec (its settings are not the file's)."""
+    _, n = _overrides_text(run_dir)
+    return f"{title} (modified by {n} override{'s' if n != 1 else ''}, see the header)" if n else title
+
+
+def results_markdown(results: pd.DataFrame, title: str, header: list[tuple[str, str]] | None = None) -> str:
     table = summary_table(results)
-    parts = [f"# {title}", "", "Mean +- std across seeds (sample std; 0 with one seed).", ""]
+    parts = [f"# {title}", ""]
+    parts += [f"- **{label}**: {text}" for label, text in header or []]
+    parts += ["", "Mean +- std across seeds (sample std; 0 with one seed).", ""]
     for mode, group in table.groupby("mode", sort=False):
         parts += [f"## {mode}", "", markdown_table(group.drop(columns="mode")), ""]
     return "\n".join(parts)
 
 
 # ----------------------------------------------------------------------------- figures
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return buffer.getvalue()
-
-
-def figure_returns(results: pd.DataFrame) -> bytes:
-    """R_tra per method with 95 % intervals, one panel per mode."""
-    plt = _pyplot()
-    modes = list(dict.fromkeys(results["mode"]))
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.8), squeeze=False)
-    for ax, mode in zip(axes[0], modes, strict=True):
-        part = results[results["mode"] == mode]
-        methods = list(dict.fromkeys(part["method"]))
-        means, lows, highs = [], [], []
-        for method in methods:
-            rows = part[part["method"] == method]
-            stats = across_seeds(rows["R_tra"].to_numpy())
-            if stats["n"] == 1 and "R_tra_low" in rows:
-                stats["low"], stats["high"] = float(rows["R_tra_low"].iloc[0]), float(rows["R_tra_high"].iloc[0])
-            means.append(stats["mean"])
-            lows.append(stats["mean"] - stats["low"])
-            highs.append(stats["high"] - stats["mean"])
-        x = np.arange(len(methods))
-        ax.bar(x, means, yerr=[lows, highs], capsize=4, color="#4c72b0")
-        ax.set_xticks(x, methods, rotation=45, ha="right")
-        ax.set_title(mode)
-        ax.set_ylabel("R_tra (95 % interval)")
-    fig.tight_layout()
-    return _png(fig)
 
 
 def _pooled_items(run_dir: Path, eval_names: list[str], method_of: dict[str, str], mode: str) -> dict[str, np.ndarray]:
@@ -163,83 +267,26 @@ def _pooled_items(run_dir: Path, eval_names: list[str], method_of: dict[str, str
         if path.is_file():
             log = EpisodeLog.load(path)
             pooled.setdefault(method_of[name], []).append(log.items[log.items >= 0])
-    return {m: np.concatenate(v) for m, v in pooled.items()}
+    return {m: np.concatenate(v) for m, v in pooled.items() if sum(len(x) for x in v)}
 
 
-def figure_lorenz(items: dict[str, np.ndarray], n_items: int, mode: str) -> bytes:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5, 4.2))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="equal exposure")
-    for method, recommended in items.items():
-        x, y = exposure.lorenz_curve(exposure.exposure_counts(recommended, n_items))
-        ax.plot(x, y, label=f"{method} (gini {exposure.gini(exposure.exposure_counts(recommended, n_items)):.2f})")
-    ax.set_xlabel("share of items (least exposed first)")
-    ax.set_ylabel("share of exposure")
-    ax.set_title(f"Lorenz curve of item exposure ({mode})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
+def return_intervals(results: pd.DataFrame) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """{mode: {method: (mean, low, high)}} of R_tra: the clipped Student-t interval across seeds,
+    or with one seed the rollout's own bootstrap interval over episodes."""
+    out: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for (mode, method), rows in results.dropna(subset=["R_tra"]).groupby(["mode", "method"], sort=False):
+        stats = seed_interval(rows["R_tra"].to_numpy())
+        if stats["n"] == 1 and "R_tra_low" in rows:
+            stats["low"], stats["high"] = float(rows["R_tra_low"].iloc[0]), float(rows["R_tra_high"].iloc[0])
+        out.setdefault(str(mode), {})[str(method)] = (stats["mean"], stats["low"], stats["high"])
+    return out
 
 
-def figure_categories(items: dict[str, np.ndarray], categories: np.ndarray, log_share: np.ndarray, mode: str) -> bytes:
-    """Each category's share of recommended items against its share of the log's positives."""
-    plt = _pyplot()
-    order = np.argsort(-log_share, kind="stable")
-    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(order)), 4))
-    x = np.arange(len(order))
-    ax.bar(x, log_share[order], color="#cccccc", label="training log (positives)")
-    for method, recommended in items.items():
-        counts = categories[recommended].sum(axis=0).astype(np.float64)
-        share = counts / max(counts.sum(), 1.0)
-        ax.plot(x, share[order], marker="o", markersize=3, label=method)
-    ax.set_xticks(x, [str(c) for c in order], fontsize=7)
-    ax.set_xlabel("category (by share in the log)")
-    ax.set_ylabel("share")
-    ax.set_title(f"Category exposure vs the log's share ({mode})")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def figure_training(run_dir: Path, curves: dict[str, list[dict[str, Any]]]) -> bytes | None:
-    """User-model validation loss per epoch (each member) and each method's own curve (mean
-    over its seeds, where its seeds share the x values)."""
-    model_dirs = sorted(p for p in run_dir.glob("user_model*") if (p / "training.json").is_file())
-    if not model_dirs and not curves:
-        return None
-    plt = _pyplot()
-    panels = (1 if model_dirs else 0) + (1 if curves else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
-    ax_index = 0
-    if model_dirs:
-        ax = axes[0][ax_index]
-        ax_index += 1
-        for directory in model_dirs:
-            for k, member in enumerate(read_json(directory / "training.json")["members"]):
-                history = member["history"]
-                ax.plot([h["epoch"] for h in history], [h["val_loss"] for h in history], marker="o",
-                        markersize=3, label=f"{directory.name} m{k}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("validation loss")
-        ax.set_title("user model")
-        ax.legend(fontsize=6)
-    if curves:
-        ax = axes[0][ax_index]
-        first = next(iter(curves.values()))[0]
-        for method, runs in curves.items():
-            xs = [tuple(run["x"]) for run in runs]
-            if len(set(xs)) == 1:
-                ax.plot(runs[0]["x"], np.mean([run["y"] for run in runs], axis=0), marker="o", markersize=3,
-                        label=f"{method} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
-            else:
-                for run in runs:
-                    ax.plot(run["x"], run["y"], label=method)
-        ax.set_xlabel(first.get("x_label", "step"))
-        ax.set_ylabel(first.get("y_label", "reward"))
-        ax.set_title("policy training (mean over seeds)")
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    return _png(fig)
+def _user_model_histories(run_dir: Path) -> dict[str, list[list[dict[str, Any]]]]:
+    histories = {}
+    for directory in sorted(p for p in run_dir.glob("user_model*") if (p / "training.json").is_file()):
+        histories[directory.name] = [m["history"] for m in read_json(directory / "training.json")["members"]]
+    return histories
 
 
 def _training_curves(run_dir: Path, eval_names: list[str]) -> dict[str, list[dict[str, Any]]]:
@@ -253,23 +300,82 @@ def _training_curves(run_dir: Path, eval_names: list[str]) -> dict[str, list[dic
     return curves
 
 
+def report_figures(run_dir: Path, eval_names: list[str], results: pd.DataFrame, dataset: Any) -> dict[str, bytes]:
+    """{caption: PNG} of every figure with something to show (see the module docstring)."""
+    styles = styles_of(results)
+    pngs: dict[str, bytes] = {}
+    several = results.groupby(["mode", "method"])["seed"].nunique().max() > 1
+    intervals = return_intervals(results) if "R_tra" in results.columns else {}
+    if any(intervals.values()):
+        label = "95 % interval across seeds, clipped at 0" if several else "95 % bootstrap interval over episodes"
+        pngs["R_tra per method"] = fig.figure_returns(intervals, styles, label)
+    columns = dataset.truth_items if dataset.truth is not None else np.arange(dataset.n_items)
+    categories = np.asarray(dataset.item_categories, dtype=bool)[columns]
+    method_of = {name: read_json(run_dir / name / "metrics.json")["method"] for name in eval_names}
+    mode = "NX_0" if "NX_0" in set(results["mode"]) else str(results["mode"].iloc[0])
+    items = _pooled_items(run_dir, eval_names, method_of, mode)
+    if items:
+        pngs[f"Concentration of item exposure ({mode})"] = fig.figure_concentration(items, len(columns), styles,
+                                                                                    mode)
+    if items and fig.has_categories(categories):
+        train = dataset.train
+        positives = train["item"].to_numpy()[train["label"].to_numpy() > 0]
+        log_counts = np.bincount(positives, minlength=dataset.n_items).astype(np.float64) @ dataset.item_categories
+        log_share = log_counts / max(log_counts.sum(), 1.0)
+        pngs[f"Category exposure vs the log ({mode})"] = fig.figure_categories(items, categories, log_share,
+                                                                               styles, mode)
+    training = fig.figure_training(_user_model_histories(run_dir), _training_curves(run_dir, eval_names), styles)
+    if training is not None:
+        pngs["Training curves"] = training
+    return pngs
+
+
 # ----------------------------------------------------------------------------- html
 
 
-def report_html(title: str, markdown_tables: pd.DataFrame, figures: dict[str, bytes]) -> str:
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-        "th{background:#f0f0f0}img{max-width:100%;margin:1em 0}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-        "<p>Mean &plusmn; std across seeds (sample std; 0 with one seed).</p>",
-    ]
-    for mode, group in markdown_tables.groupby("mode", sort=False):
+def _html_table(frame: pd.DataFrame, styles: dict[str, fig.MethodStyle]) -> str:
+    """An HTML table whose method cells carry the method's figure colour; one heading row per
+    family instead of a family column."""
+    columns = [c for c in frame.columns if c != "family"]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    rows, family = [], None
+    for _, row in frame.iterrows():
+        if row["family"] != family:
+            family = row["family"]
+            rows.append(f"<tr class='family'><td colspan='{len(columns)}'>{html.escape(str(family))}</td></tr>")
+        cells = []
+        for column in columns:
+            text = html.escape(str(row[column])).replace(" +- ", " &plusmn; ")
+            if column == "method":
+                colour = styles[row["method"]].colour
+                text = f"<span class='swatch' style='background:{colour}'></span>{text}"
+            cells.append(f"<td>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+
+
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
+         "table{border-collapse:collapse;font-size:13px;margin-bottom:1.5em}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right;white-space:nowrap}"
+         "td:first-child{text-align:left}div.wide{overflow-x:auto}"
+         "th{background:#f0f0f0}tr.family td{background:#fafafa;font-weight:bold;text-align:left}"
+         ".swatch{display:inline-block;width:.8em;height:.8em;margin-right:.4em;vertical-align:middle}"
+         "dl.header{display:grid;grid-template-columns:max-content auto;gap:2px 1em;font-size:14px}"
+         "dl.header dt{font-weight:bold}dl.header dd{margin:0}img{max-width:100%;margin:1em 0}")
+
+
+def report_html(title: str, summary: pd.DataFrame, figures: dict[str, bytes],
+                header: list[tuple[str, str]] | None = None, styles: dict[str, fig.MethodStyle] | None = None) -> str:
+    styles = styles if styles is not None else fig.method_styles(dict.fromkeys(summary["method"], ""))
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>",
+             f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    if header:
+        parts.append("<dl class='header'>" + "".join(f"<dt>{html.escape(label)}</dt><dd>{html.escape(text)}</dd>"
+                                                     for label, text in header) + "</dl>")
+    parts.append("<p>Mean &plusmn; std across seeds (sample std; 0 with one seed).</p>")
+    for mode, group in summary.groupby("mode", sort=False):
         parts.append(f"<h2>{html.escape(str(mode))}</h2>")
-        parts.append(group.drop(columns="mode").to_html(index=False, escape=True, border=0))
+        parts.append(_html_table(group.drop(columns="mode"), styles))
     for caption, png in figures.items():
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{html.escape(caption)}</h2><img alt='{html.escape(caption)}' "
@@ -296,37 +402,24 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, eval_na
     results = collect_rows(run_dir, eval_names)
     if results.empty:
         raise DataError(str(run_dir), None, "no evaluation rows to report")
-    with atomic_path(out / "results.csv") as tmp:
-        results.to_csv(tmp, index=False, float_format="%.6g")
-    _write_text(out / "results.md", results_markdown(results, title))
-    pngs: dict[str, bytes] = {}
-    if figures:
+    dataset = None
+    if (run_dir / "data" / "dataset").is_dir():
         from recsim.data.schema import Dataset
 
         dataset = Dataset.load(run_dir / "data" / "dataset")
-        columns = dataset.truth_items if dataset.truth is not None else np.arange(dataset.n_items)
-        categories = dataset.item_categories[columns]
-        method_of = {name: read_json(run_dir / name / "metrics.json")["method"] for name in eval_names}
-        train = dataset.train
-        positives = train["item"].to_numpy()[train["label"].to_numpy() > 0]
-        log_counts = np.bincount(positives, minlength=dataset.n_items).astype(np.float64) @ dataset.item_categories
-        log_share = log_counts / max(log_counts.sum(), 1.0)
-        if "R_tra" in results.columns:
-            pngs["R_tra per method"] = figure_returns(results.dropna(subset=["R_tra"]))
-        mode = "NX_0" if "NX_0" in set(results["mode"]) else str(results["mode"].iloc[0])
-        items = _pooled_items(run_dir, eval_names, method_of, mode)
-        if items:
-            pngs[f"Lorenz curve of item exposure ({mode})"] = figure_lorenz(items, len(columns), mode)
-            pngs[f"Category exposure vs the log ({mode})"] = figure_categories(items, categories, log_share, mode)
-        training = figure_training(run_dir, _training_curves(run_dir, eval_names))
-        if training is not None:
-            pngs["Training curves"] = training
+    header = header_items(run_dir, results, dataset)
+    title = report_title(title, run_dir)
+    with atomic_path(out / "results.csv") as tmp:
+        results.to_csv(tmp, index=False, float_format="%.6g")
+    _write_text(out / "results.md", results_markdown(results, title, header))
+    pngs = report_figures(run_dir, eval_names, results, dataset) if figures and dataset is not None else {}
+    if pngs:
         (out / "figures").mkdir(exist_ok=True)
-        for caption, png in pngs.items():
-            slug = "".join(ch if ch.isalnum() else "_" for ch in caption.lower()).strip("_")
-            _write_bytes(out / "figures" / f"{slug}.png", png)
+    for caption, png in pngs.items():
+        slug = "".join(ch if ch.isalnum() else "_" for ch in caption.lower()).strip("_")
+        _write_bytes(out / "figures" / f"{slug}.png", png)
     page = out / "report.html"
-    _write_text(page, report_html(title, summary_table(results), pngs))
+    _write_text(page, report_html(title, summary_table(results), pngs, header, styles_of(results)))
     return page
 
 
@@ -350,4 +443,3 @@ def summary_lines(results: pd.DataFrame, mode: str | None = None) -> str:
     if mode is not None:
         table = table[table["mode"] == mode]
     return table[keep].to_string(index=False)
-

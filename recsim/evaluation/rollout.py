@@ -1,12 +1,12 @@
 """Online evaluation: roll a policy in the ground-truth environment and summarise its episodes.
 
-Protocol (DORL / ROLeR, REFERENCE.md §2-§3): the ground-truth environment is the simulator over
+Protocol (DORL / ROLeR, docs/protocol.md): the ground-truth environment is the simulator over
 `RewardTable.from_truth(...)` with the raw reward. For a mode (FB, NX_0, NX_k), a fixed, seeded
 set of `n_episodes` users is evaluated: episode j runs on stream `child_seeds(user_seed,
 n_episodes)[j]` of the counter-based user sampler (`recsim.env.config`), so every method, mode
 and run seed meets exactly the same users, and the users do not depend on the policy's actions.
 
-Metrics of one rollout (REFERENCE.md §3):
+Metrics of one rollout (docs/protocol.md, "Metrics"):
 
 - R_tra = mean over episodes of the cumulative true reward; length = mean episode length;
   R_each = R_tra / length (as published: a ratio of means, not a mean of ratios);
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recsim.env.batched import BatchedRecEnv
 from recsim.env.config import EnvConfig
@@ -34,6 +33,7 @@ from recsim.errors import DataError
 from recsim.evaluation import exposure
 from recsim.evaluation.bootstrap import mean_interval
 from recsim.io import save_npz
+from recsim.progress import progress_bar
 from recsim.reward.table import RewardTable
 from recsim.seeding import child_seeds, seeded_scope
 
@@ -107,7 +107,7 @@ def rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule |
         user_seed: seed of the set of users (see the module docstring).
         env_config: max_turn and history_window (its mode is replaced by `mode`).
         batch_size: episodes stepped together.
-        progress: show a tqdm bar over batches.
+        progress: show a progress bar over batches (`recsim.progress`).
         policy_seed: seed of a stochastic policy's sampling (default `user_seed`): the policy's
             `reseed(seed)` is called when it has one, and torch's and numpy's global generators
             (which tianshou policies sample from) are seeded inside the rollout and restored after.
@@ -135,7 +135,7 @@ def _rollout(policy: Policy, table: RewardTable, mode: str, quit_rule: QuitRule 
     lengths = np.zeros(n_episodes, dtype=np.int64)
     quit_flags = np.zeros(n_episodes, dtype=bool)
     starts = range(0, n_episodes, batch_size)
-    for start in tqdm(starts, desc=f"rollout {config.mode}", disable=not progress or len(starts) < 2, leave=False):
+    for start in progress_bar(starts, f"rollout {config.mode}", enabled=progress and len(starts) > 1, leave=False):
         stop = min(start + batch_size, n_episodes)
         env = BatchedRecEnv(table, quit_rule, config, users=None, num_envs=stop - start, seeds=seeds[start:stop],
                             breakdown=False)

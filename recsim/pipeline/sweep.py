@@ -132,7 +132,11 @@ def plan_tasks(config: SweepConfig) -> list[Task]:
 
 def run_task(task: Task) -> list[dict[str, Any]]:
     """Run one (point, seed) pipeline quietly; return its results rows with the point's keys."""
-    from recsim.evaluation.report import collect_rows, evaluation_folders
+    from recsim.evaluation.report import (
+        collect_rows,
+        evaluation_folders,
+        write_overrides,
+    )
     from recsim.pipeline.spec import load_spec
     from recsim.pipeline.stages import run_spec
 
@@ -140,6 +144,7 @@ def run_task(task: Task) -> list[dict[str, Any]]:
     spec.progress = False
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_overrides(run_dir, task.spec, list(task.overrides), str(task.seed))
     with open(run_dir / "run.log", "a") as log:
         run_spec(spec, run_dir, stream=log)
     frame = collect_rows(run_dir, evaluation_folders(run_dir))
@@ -209,7 +214,7 @@ def sweep_figure(results: pd.DataFrame, keys: list[str], path: Path) -> Path | N
     """R_tra against the first grid key, one line per method (mode NX_0 when present)."""
     if not keys:
         return None
-    from recsim.evaluation.report import _png
+    from recsim.evaluation.figures import png_bytes as _png
     from recsim.evaluation.rollout import across_seeds
 
     import matplotlib

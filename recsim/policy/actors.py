@@ -1,6 +1,6 @@
 """Networks of the tianshou-trained policies: a shared state net and masked heads over all items.
 
-Layout (DORL / ROLeR, REFERENCE.md §1.5): a state tracker turns the observation (history of items
+Layout (DORL / ROLeR, docs/methods.md): a state tracker turns the observation (history of items
 and rewards) into a state vector; a shared MLP (published: 64-64, ReLU) maps it to features; heads
 map the features to one value per item (policy logits, Q-values or quantiles) or to V(s).
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recsim.io import write_json
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import algorithm_state, load_checkpoint, restore_algorithm, save_checkpoint
 from recsim.policy.methods import Budget
+from recsim.progress import progress_bar
 
 
 @dataclasses.dataclass
@@ -94,8 +94,8 @@ def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: B
     `bookkeeping` keys (epoch, step counters, training return or loss) stay out of `final`, and
     `postfix` names the one shown beside the progress bar.
     """
-    bar = tqdm(range(first_epoch, budget.epochs + 1), desc=f"{method} epochs", disable=not progress,
-               initial=first_epoch - 1, total=budget.epochs)
+    bar = progress_bar(range(first_epoch, budget.epochs + 1), f"{method} epochs", enabled=progress,
+                       initial=first_epoch - 1, total=budget.epochs)
     for epoch in bar:
         epoch_seed = int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
         record = run_epoch(epoch, epoch_seed)

@@ -7,7 +7,7 @@ ROLeR are one algorithm (A2C in the penalised simulator) with different data.
 
 Per-dataset penalty weights come from `recsim.reward.penalty.preset` (the DORL paper's values,
 documented defaults elsewhere). The entropy table is always the corrected one (a key with a
-single successor has entropy 0; REFERENCE.md §1.2), for every method.
+single successor has entropy 0; docs/protocol.md, deviations), for every method.
 
 "ours" was fixed before any comparison was run: ROLeR's kNN reward mean, with the user-model
 ensemble's *disagreement* (std of member means, reward units) as the uncertainty, penalised by

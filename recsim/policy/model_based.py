@@ -1,6 +1,6 @@
 """Model-based policies: A2C (or PPO) trained in the penalised simulator (MBPO, MOPO, DORL, ROLeR).
 
-Published set-up (DORL SIGIR'23 / ROLeR CIKM'24, REFERENCE.md §1.5): a state tracker over the
+Published set-up (DORL SIGIR'23 / ROLeR CIKM'24, docs/methods.md): a state tracker over the
 last items and rewards, a shared MLP 64-64, a softmax over all items (actor) and V(s) (critic);
 A2C with gamma 0.9, GAE lambda 1, value coefficient 0.5, no entropy regularisation, lr 1e-3,
 100 parallel simulated users, 100 episodes per collection, minibatch 1024, 200 epochs of
@@ -66,6 +66,7 @@ from recsim.policy.onpolicy import BatchedCollector, train_epoch
 from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
 from recsim.policy.trackers import TrackerConfig
+from recsim.progress import is_live
 from recsim.reward.entropy import EntropyTable
 from recsim.reward.penalty import PenalisedReward, PenaltyConfig
 from recsim.reward.table import RewardTable
@@ -136,7 +137,7 @@ class ModelBasedConfig:
             the evaluation.
         seed: seeds the networks, the simulator's users and the policy's sampling.
         device: "cpu" or "cuda[:n]".
-        progress: show tqdm bars.
+        progress: show progress bars (tianshou's only on a terminal; `recsim.progress`).
         torch_threads: torch intra-op threads during the run (None: torch's default).
         collector: "batched" (`recsim.policy.onpolicy`, default) or "tianshou" (its `Collector`
             and `OnPolicyTrainer`); both update with tianshou's algorithm.
@@ -293,7 +294,7 @@ def _tianshou_epochs(config: ModelBasedConfig, algorithm: Any, env: BatchedRecEn
         epoch_num_steps=budget.epoch_num_steps, collection_step_num_env_steps=None,
         collection_step_num_episodes=budget.episodes_per_collect, batch_size=budget.batch_size,
         update_step_num_repetitions=config.agent.repeat, logger=logger, resume_from_log=resumed,
-        verbose=False, show_progress=config.progress)
+        verbose=False, show_progress=config.progress and is_live())
     trainer = algorithm.create_trainer(params)
     trainer.reset()
 

@@ -53,6 +53,7 @@ from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale
 from recsim.policy.sqn import build_sqn
 from recsim.policy.trackers import TrackerConfig
+from recsim.progress import is_live
 from recsim.reward.table import RewardTable
 from recsim.seeding import child_seeds, seeded_scope
 
@@ -355,7 +356,7 @@ def _train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_item
     params = OfflineTrainerParams(buffer=buffer, max_epochs=budget.epochs,
                                   epoch_num_steps=budget.epoch_num_steps, batch_size=budget.batch_size,
                                   test_collector=None, logger=logger, resume_from_log=resumed,
-                                  verbose=False, show_progress=config.progress)
+                                  verbose=False, show_progress=config.progress and is_live())
     trainer = algorithm.create_trainer(params)
     trainer.reset()
     scale = table_scale(evaluator.table) if evaluator is not None else transitions.feedback_scale

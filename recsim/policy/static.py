@@ -1,7 +1,7 @@
 """Static baselines: no sequential learning, scores from the log or the user model.
 
 Each is a `Recommender` (`act(observations, mask) -> items`): it scores every item for the
-batch's users and recommends the best allowed one (REFERENCE.md §1.5 and §4):
+batch's users and recommends the best allowed one (docs/methods.md, "Static baselines"):
 
 - `RandomRecommender`: a uniformly random allowed item.
 - `PopularRecommender`: the item with the most logged positives (label above a threshold).

@@ -10,7 +10,7 @@ most recent last; `feedback` float (B, W); `user` int (B,)) and returns float32 
 `get_output_dim()`. The same module instance can be shared by actor and critic, so the item
 embeddings train end to end with the RL loss.
 
-Kinds (REFERENCE.md §1.5; DORL / ROLeR):
+Kinds (DORL / ROLeR; docs/methods.md):
 
 - `average` (published default): mean over the last `window` (3) steps of
   [item embedding || normalised reward]; padding steps are excluded from the mean (all-zero

@@ -71,7 +71,7 @@ class MethodConfig:
         evaluation: the ground-truth evaluation.
         seed: seeds the networks, the simulator's users and the policy's sampling.
         device: "cpu" or "cuda[:n]".
-        progress: progress bars.
+        progress: progress bars (`recsim.progress`).
         torch_threads: torch intra-op threads during training (None: torch's default).
     """
 

@@ -31,9 +31,9 @@ import dataclasses
 import numba
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recsim.errors import ConfigError
+from recsim.progress import progress_bar
 
 AGGREGATES = ("mean", "weighted", "softmax")
 UNCERTAINTIES = ("variance", "distance", "count")
@@ -84,7 +84,7 @@ class AggregateParams:
         observed_only: average only the neighbours who observed the item.
         shrinkage: alpha >= 0, the prior's weight in neighbours (observed-only mode).
         chunk_size: query users per chunk.
-        progress: show a tqdm bar over chunks.
+        progress: show a progress bar over chunks (`recsim.progress`).
     """
 
     uncertainty: str = "variance"
@@ -170,7 +170,7 @@ def aggregate_table(neighbors: np.ndarray, weights: np.ndarray, distances: np.nd
     weight_buf = np.empty((size, n_items) if params.observed_only else (0, 0))
     count_buf = np.empty((size, n_items) if need_counts else (0, 0))
     starts = range(0, n_q, params.chunk_size)
-    for start in tqdm(starts, desc="knn aggregate", disable=not params.progress, leave=False):
+    for start in progress_bar(starts, "knn aggregate", enabled=params.progress, leave=False):
         rows = slice(start, min(start + params.chunk_size, n_q))
         c = rows.stop - rows.start
         views = [buf[:c] if buf.shape[0] else buf for buf in (total_buf, second_buf, weight_buf, count_buf)]

@@ -1,7 +1,7 @@
 """DORL's k-order entropy table (the Matthew-effect term of the penalised reward).
 
 Source: Gao et al., "Alleviating Matthew Effect of Offline Reinforcement Learning in Interactive
-Recommendation", SIGIR 2023 (DORL), and REFERENCE.md §1.2.
+Recommendation", SIGIR 2023 (DORL); docs/methods.md.
 
 Construction from a log (columns `user`, `item` and, where present, `timestamp`):
 

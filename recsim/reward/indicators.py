@@ -47,8 +47,8 @@ def feedback_matrix(dataset: Dataset, column: str = "label", cap: float | None =
     """The training log as a sparse float32 CSR matrix of shape (n_users, n_items).
 
     Entry (u, i) is the mean of `column` over the log's rows for (u, i) (repeated exposures are
-    averaged), capped at `cap` when given (KuaiRec's watch ratios are capped at 5, REFERENCE
-    §1.4). Every logged pair is stored, zeros included, so the sparsity pattern is exactly the set
+    averaged), capped at `cap` when given (KuaiRec's watch ratios are capped at 5, docs/datasets.md).
+    Every logged pair is stored, zeros included, so the sparsity pattern is exactly the set
     of observed pairs; use `observed_matrix` for that pattern as ones.
     """
     log = dataset.train

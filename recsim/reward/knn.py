@@ -5,7 +5,7 @@ indicator vector (see `recsim.reward.indicators`), and estimate the reward of ev
 neighbours' logged feedback (see `recsim.reward.aggregate`). The result is a `RewardTable`, the
 same object the user model produces, so the simulator treats both alike.
 
-Differences from the published code (REFERENCE.md §1.4), on purpose:
+Differences from the published code (docs/protocol.md, deviations), on purpose:
 
 - The search runs on faiss (exact inner product on L2-normalised float32 rows for cosine; L2 or
   an approximate HNSW / IVF index as options) with top-k selection, instead of a dense float64
@@ -25,10 +25,10 @@ from typing import Any
 import faiss
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
+from recsim.progress import progress_bar
 from recsim.reward import indicators as ind
 from recsim.reward.aggregate import (AGGREGATES, UNCERTAINTIES, AggregateParams, aggregate_table,
                                      neighbour_weights, similarity_to_distance)
@@ -46,7 +46,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "yahoo": dict(k=20, indicator="predicted"),
     "synthetic": dict(k=30, indicator="logged", cap=5.0),
 }
-"""Per-dataset defaults from REFERENCE.md §1.4 (k and indicator of the ROLeR paper; KuaiRec reads
+"""Per-dataset defaults of ROLeR (docs/methods.md; k and indicator of the ROLeR paper; KuaiRec reads
 the raw watch ratio capped at 5 whatever the training label); the synthetic world is KuaiRec-like
 and gets KuaiRec's settings."""
 
@@ -99,7 +99,7 @@ class KnnConfig:
     seed: int = 0
     """Seed of the SVD and the IVF k-means."""
     progress: bool = False
-    """Show tqdm progress bars."""
+    """Show progress bars (`recsim.progress`)."""
 
     def __post_init__(self) -> None:
         choices = dict(metric=METRICS, index=INDEXES, indicator=INDICATORS, unobserved=ind.UNOBSERVED_MODES,
@@ -212,7 +212,7 @@ def knn_neighbors(indicators: np.ndarray | sp.spmatrix, k: int, metric: str = "c
                                                        max(ef_search, searched), seed)
     indices = np.empty((len(rows), k), dtype=np.int64)
     similarities = np.empty((len(rows), k), dtype=np.float32)
-    for start in tqdm(range(0, len(rows), chunk_size), desc="knn search", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(rows), chunk_size), "knn search", enabled=progress, leave=False):
         chunk = rows[start:start + chunk_size]
         if built is None:  # brute force straight on x: same as IndexFlatIP/L2, without copying x
             dist, found = faiss.knn(x[chunk], x, searched, metric=faiss_metric)

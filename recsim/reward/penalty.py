@@ -1,6 +1,6 @@
 """Penalised reward of the learned simulator: MBPO, MOPO, DORL and ROLeR as data.
 
-Formula (DORL, SIGIR 2023; REFERENCE.md §1.3), for user u, recommended item a and the episode's
+Formula (DORL, SIGIR 2023; docs/methods.md), for user u, recommended item a and the episode's
 earlier items:
 
     r_pen = rhat(u, a) - lambda_U * U(u, a) + lambda_E * sum_k H_k(last k items incl. a) - MIN_R
@@ -93,7 +93,7 @@ def _presets_for(dataset: str) -> dict[str, PenaltyConfig]:
 
 
 PRESETS: dict[str, dict[str, PenaltyConfig]] = {name: _presets_for(name) for name in DATASETS}
-"""PRESETS[dataset][method] -> PenaltyConfig, for methods mbpo, mopo, dorl, roler."""
+"""`PRESETS[dataset][method] -> PenaltyConfig`, for methods mbpo, mopo, dorl, roler."""
 
 
 def preset(dataset: str, method: str) -> PenaltyConfig:

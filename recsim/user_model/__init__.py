@@ -1,4 +1,4 @@
-"""The user model: an ensemble of DeepFM members with a variance head (DORL / MOPO, REFERENCE.md §1.1).
+"""The user model: an ensemble of DeepFM members with a variance head (DORL / MOPO, docs/methods.md).
 
 - `model`: `DeepFMConfig`, `FeatureSpec` (features from the dataset), `HeteroscedasticDeepFM`
   (deepctr-torch's DeepFM plus a soft-clamped log-variance head), `build_member`.

@@ -10,7 +10,7 @@ and MOPO (Yu et al., NeurIPS 2020):
     s = min_logvar + softplus(s - min_logvar)
 
 which is smooth, monotone and keeps gradients alive near the bounds (defaults [-10, 0.5],
-REFERENCE.md §1.1; since softplus(x) > x the second step can exceed max_logvar by at most
+docs/methods.md, "The user model"; since softplus(x) > x the second step can exceed max_logvar by at most
 log(1 + exp(min_logvar - max_logvar)), 3e-5 with the defaults). The bounds are fixed, not learned.
 
 Features (`FeatureSpec.from_dataset`): the user id, the item id, every column of the dataset's

@@ -1,6 +1,6 @@
 """A trained ensemble: reward tables, per-pair predictions and embeddings.
 
-Reward table (REFERENCE.md §1.1): over users x items, `mean` is the mean over members of each
+Reward table (docs/methods.md, "The user model"): over users x items, `mean` is the mean over members of each
 member's predicted reward, and `uncertainty` is one of
 
 - `max_variance`: max over members of the predicted variance exp(s) (the MOPO penalty, as in the
@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from recsim.errors import ConfigError, DataError
 from recsim.io import read_json, save_npz
+from recsim.progress import progress_bar
 from recsim.reward.table import RewardTable
 from recsim.user_model.model import (DeepFMConfig, FeatureSpec, HeteroscedasticDeepFM, build_member, config_from_json,
                                      soft_clamp)
@@ -123,7 +123,7 @@ class Ensemble:
         per_user = max(1, len(items)) * width * 4 * (2 + len(self.members))
         chunk = int(max(1, min(len(users), memory_budget_bytes // per_user)))
         starts = range(0, len(users), chunk)
-        for start in tqdm(starts, desc="reward table", disable=not progress, leave=False):
+        for start in progress_bar(starts, "reward table", enabled=progress, leave=False):
             users_t = torch.as_tensor(users[start:start + chunk], device=self.device)
             rows = self.user_table[users_t]
             outputs = [_pair_outputs(m, _side_parts(m, self.spec, rows, self.spec.user_columns), part)

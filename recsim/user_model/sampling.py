@@ -1,7 +1,7 @@
 """Negative sampling for the user model, vectorised (no Python loop over log rows).
 
 The published DORL code pairs every logged interaction with randomly drawn (user, item) pairs
-whose target is 0 (3 rounds on KuaiRec, 5 elsewhere; REFERENCE.md §1.1). The rule "a pair whose
+whose target is 0 (3 rounds on KuaiRec, 5 elsewhere; docs/methods.md). The rule "a pair whose
 logged label is lower" is realised here as follows, for a logged row (u, i, y):
 
 1. draw an item j uniformly from all items (the user stays u);

@@ -1,4 +1,4 @@
-"""Training the DeepFM ensemble (DORL's user model, REFERENCE.md §1.1).
+"""Training the DeepFM ensemble (DORL's user model, docs/methods.md).
 
 Per member k (seed `member_seeds[k]`, see below):
 
@@ -12,7 +12,7 @@ Per member k (seed `member_seeds[k]`, see below):
        regression: sum_B w (yhat - y)^2 exp(-s) + w s   (+ deepctr's L2 terms)
        binary:     sum_B w BCE(sigmoid(yhat), y)        (+ deepctr's L2 terms)
 
-   the heteroscedastic Gaussian NLL of REFERENCE.md §1.1 (up to constants), written per example
+   the heteroscedastic Gaussian NLL of DORL's user model (up to constants), written per example
    (logged rows with their label, negatives with target 0), with Adam;
 4. after each epoch the weighted mean validation loss decides early stopping (`patience`); the
    best epoch's weights are kept. A checkpoint (weights, optimizer, early-stopping state) is
@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from recsim.errors import ConfigError, DataError
 from recsim.io import atomic_path, read_json, save_npz, write_json
+from recsim.progress import progress_bar
 from recsim.seeding import child_seeds
 from recsim.user_model.model import DeepFMConfig, FeatureSpec, HeteroscedasticDeepFM, build_member, config_from_json
 from recsim.user_model.predict import CONFIG_FILE, FEATURES_FILE, UNCERTAINTY_KINDS, Ensemble, member_file
@@ -203,8 +203,8 @@ def train_member(model: HeteroscedasticDeepFM, train: Examples, val: Examples, c
         order = torch.as_tensor(permutation, device=config.device)
         x, target, weight = train.x[order], train.target[order], train.weight[order]
         total, seen = 0.0, 0
-        bar = tqdm(range(0, len(train), config.batch_size), desc=f"member {member} epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False)
+        bar = progress_bar(range(0, len(train), config.batch_size),
+                           f"member {member} epoch {epoch + 1}/{config.epochs}", enabled=progress, leave=False)
         for start in bar:
             sl = slice(start, start + config.batch_size)
             loss = example_loss(model, x[sl], target[sl], weight[sl], task).sum()
@@ -252,7 +252,7 @@ def train_ensemble(dataset: Any, config: TrainConfig, out_dir: str | os.PathLike
         out_dir: output directory; per-epoch checkpoints go to `out_dir/checkpoints/`.
         resume: continue from the checkpoints in `out_dir` (its `config.json` must match `config`,
             device aside); without it, earlier checkpoints there are discarded.
-        progress: show tqdm progress bars (stderr).
+        progress: show progress bars (stderr; `recsim.progress`).
         on_epoch_end: called as `on_epoch_end(member, epoch, record)` after each checkpoint.
 
     Returns:
