@@ -271,7 +271,7 @@ def _batched_epochs(config: ModelBasedConfig, algorithm: Any, env: BatchedRecEnv
         _, env_step, gradient_step = logger.counters
         with seeded_scope(epoch_seed, config.device), \
                 tqdm(total=budget.epoch_num_steps, desc=f"epoch {epoch}", leave=False,
-                     disable=not config.progress) as bar:
+                     disable=not (config.progress and is_live())) as bar:
             totals = train_epoch(algorithm, collector, epoch_num_steps=budget.epoch_num_steps,
                                  episodes_per_collect=budget.episodes_per_collect, batch_size=budget.batch_size,
                                  repeat=config.agent.repeat, logger=logger, env_step=env_step,
