@@ -14,17 +14,21 @@ def _dataset(path: Path):
     return Dataset.load(path).validate(str(path))
 
 
+_TRAIN_FIELDS = ("members", "epochs", "batch_size", "lr", "nll_beta", "negatives", "negative_rounds",
+                 "val_fraction", "patience", "early_stopping", "bootstrap", "ips", "device", "seed", "uncertainty")
+_MODEL_FIELDS = ("embedding_dim", "init_std", "task")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The options among `names` given on the command line (None = not given: the preset decides)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def train(args: argparse.Namespace) -> int:
-    from recsim.user_model.model import DeepFMConfig
-    from recsim.user_model.train import TrainConfig, train_ensemble, write_outputs
+    from recsim.user_model.train import preset_config, train_ensemble, write_outputs
 
     dataset = _dataset(args.data)
-    config = TrainConfig(
-        model=DeepFMConfig(embedding_dim=args.embedding_dim, task=args.task),
-        members=args.members, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        negative_rounds=args.negative_rounds, val_fraction=args.val_fraction, patience=args.patience,
-        ips=args.ips, device=args.device, seed=args.seed, uncertainty=args.uncertainty,
-    )
+    config = preset_config(args.preset, model=_given(args, _MODEL_FIELDS), **_given(args, _TRAIN_FIELDS))
     ensemble = train_ensemble(dataset, config, args.out, resume=args.resume, progress=not args.quiet)
     metrics = write_outputs(ensemble, dataset, args.out, config.uncertainty, tuple(args.k), progress=not args.quiet)
     print(json.dumps(metrics))
@@ -41,7 +45,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if (dataset.n_users, dataset.n_items) != (ensemble.spec.n_users, ensemble.spec.n_items):
         raise DataError(str(args.data), None, f"{dataset.n_users} users x {dataset.n_items} items, but the model "
                         f"was trained on {ensemble.spec.n_users} x {ensemble.spec.n_items}")
-    metrics = evaluate_model(ensemble, dataset, tuple(args.k))
+    metrics = evaluate_model(ensemble, dataset, tuple(args.k), diagnostics=True)
     if args.out is not None:
         write_json(args.out, metrics)
     print(json.dumps(metrics))
@@ -49,27 +53,43 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from recsim.user_model.options import (
+        NEGATIVE_SCHEMES,
+        PRESETS,
+        STOPPING_CRITERIA,
+        UNCERTAINTY_KINDS,
+    )
+
     parser = subparsers.add_parser("user-model", help="train and evaluate the DeepFM ensemble user model")
     commands = parser.add_subparsers(dest="user_model_command", required=True)
 
     p = commands.add_parser("train", help="train the ensemble; write weights, reward table, embeddings, metrics")
     p.add_argument("--data", required=True, type=Path, help="a prepared dataset directory")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--members", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=4096)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--embedding-dim", type=int, default=8)
-    p.add_argument("--task", choices=["regression", "binary"], default="regression",
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="published: REFERENCE.md §1.1 (uniform target-0 negatives, plain NLL, max-variance "
+                        "uncertainty); default: the measured defaults of TrainConfig (see its docstring)")
+    p.add_argument("--members", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--nll-beta", type=float, help="beta of the beta-NLL loss (0: the published NLL)")
+    p.add_argument("--embedding-dim", type=int)
+    p.add_argument("--init-std", type=float, help="std of the normal initialisation of embeddings and DNN weights")
+    p.add_argument("--task", choices=["regression", "binary"],
                    help="regression: heteroscedastic Gaussian NLL; binary: BCE on 0/1 labels")
-    p.add_argument("--negative-rounds", type=int, default=None,
-                   help="negatives per logged row (default: 3 on KuaiRec, 5 elsewhere)")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--patience", type=int, default=2)
-    p.add_argument("--ips", action="store_true", help="inverse item-popularity weights (the IPS baseline)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--uncertainty", choices=["max_variance", "disagreement"], default="max_variance")
+    p.add_argument("--negatives", choices=list(NEGATIVE_SCHEMES),
+                   help="uniform: published target-0 pairs; exposure: drawn like the log; none: logged rows only")
+    p.add_argument("--negative-rounds", type=int, help="negatives per logged row (default: 3 on KuaiRec, 5 elsewhere)")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--early-stopping", choices=list(STOPPING_CRITERIA))
+    p.add_argument("--bootstrap", action="store_true", default=None,
+                   help="train each member on a bootstrap resample of the log")
+    p.add_argument("--ips", action="store_true", default=None, help="inverse item-popularity weights (the IPS baseline)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--uncertainty", choices=list(UNCERTAINTY_KINDS), help="the reward table's uncertainty")
     p.add_argument("--k", type=int, nargs="+", default=[10], help="ranking cut-offs for NDCG@k / Recall@k")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
