@@ -140,7 +140,7 @@ def run_part(world_name: str, row: str, args: argparse.Namespace) -> dict[str, A
     cmd = [sys.executable, __file__, "--part", world_name, row, "--threads", str(args.threads), "--coat", str(args.coat),
            "--members", str(args.members), "--users", str(args.users or 0)]
     cmd += ["--quick"] if args.quick else []
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{world_name}/{row} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
