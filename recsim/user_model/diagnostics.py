@@ -12,6 +12,7 @@ ratings: missing at random, so an unbiased sample of the truth).
   and its absolute error |mean - truth| (positive: uncertain where wrong), and between an item's
   uncertainty averaged over the table users and its number of logged training rows (negative:
   uncertain where the log is thin). At most `SPEARMAN_SAMPLE` pairs (a seeded subsample).
+  `diagnose_model` scores at most `MAX_USERS` users (a seeded sample) on large datasets.
 - `ucb_top1_differs`: share of users whose top item under rhat + c sqrt(U) (the UCB baseline,
   `recsim.policy.static.UCBRecommender`, c = 1) differs from the greedy top item of rhat.
 - `pointwise`: RMSE of the mean on the known pairs beside that of the constant training-log mean.
@@ -29,6 +30,7 @@ from recsim.reward.table import RewardTable
 from recsim.user_model.options import UNCERTAINTY_KINDS
 
 SPEARMAN_SAMPLE = 500_000
+MAX_USERS = 5_000
 UCB_C = 1.0
 
 
@@ -45,10 +47,18 @@ def available_kinds(ensemble: Any, first: str) -> tuple[str, ...]:
     return (first, *[k for k in kinds if k != first])
 
 
-def diagnose_model(ensemble: Any, dataset: Any, k: int = 10) -> dict[str, Any]:
-    """`diagnose` of the ensemble's tables over `table_ids(dataset)`, every available kind."""
+def diagnose_model(ensemble: Any, dataset: Any, k: int = 10, max_users: int = MAX_USERS,
+                   seed: int = 0) -> dict[str, Any]:
+    """`diagnose` of the ensemble's tables over `table_ids(dataset)`, every available kind.
+
+    At most `max_users` table users (a seeded sample, sorted) so that one table per kind fits in
+    memory at KuaiRand's scale; `n_diagnosed_users` says how many were used.
+    """
     users, items = table_ids(dataset)
-    return diagnose(ensemble.reward_tables(users, items, available_kinds(ensemble, "max_variance")), dataset, k)
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    tables = ensemble.reward_tables(users, items, available_kinds(ensemble, "max_variance"))
+    return {**diagnose(tables, dataset, k), "n_diagnosed_users": len(users)}
 
 
 def known_pairs(dataset: Any, users: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
