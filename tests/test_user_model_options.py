@@ -16,7 +16,7 @@ from recsim.user_model.diagnostics import (
     calibration,
     known_pairs,
     top_k_exposure,
-    ucb_top1_differs,
+    ucb_differs,
 )
 from recsim.user_model.metrics import grouped_ndcg
 from recsim.user_model.model import FeatureSpec
@@ -231,9 +231,10 @@ def _table(mean, unc):
     return RewardTable(mean, np.asarray(unc, np.float32), np.arange(mean.shape[0]), np.arange(mean.shape[1]))
 
 
-def test_ucb_top1_differs_by_hand():
-    table = _table([[1.0, 0.9], [1.0, 0.0]], [[0.0, 0.04], [0.0, 0.04]])  # bonus sqrt(0.04) = 0.2
-    assert ucb_top1_differs(table) == 0.5
+def test_ucb_differs_by_hand():
+    table = _table([[1.0, 0.9, 0.0], [1.0, 0.0, -0.1]], [[0.0, 0.04, 0.0], [0.0, 0.0, 0.04]])  # bonus sqrt(0.04) = 0.2
+    assert ucb_differs(table, 1) == 0.5  # user 0: item 1 overtakes item 0
+    assert ucb_differs(table, 3) == 1.0  # user 1: item 2 overtakes item 1 in the list
 
 
 def test_calibration_direction():
@@ -273,4 +274,4 @@ def test_cli_presets_and_diagnostics(tiny_world, tmp_path, capsys):
     diagnostics = json.loads(capsys.readouterr().out)["diagnostics"]
     assert {"distinct_items@10", "gini_top@10", "rmse", "rmse_train_mean"} <= set(diagnostics)
     assert set(diagnostics["uncertainty"]["count"]) == {"spearman_abs_error", "spearman_item_log_count",
-                                                        "ucb_top1_differs"}
+                                                        "ucb_top1_differs", "ucb_top10_differs"}

@@ -13,8 +13,9 @@ ratings: missing at random, so an unbiased sample of the truth).
   uncertainty averaged over the table users and its number of logged training rows (negative:
   uncertain where the log is thin). At most `SPEARMAN_SAMPLE` pairs (a seeded subsample).
   `diagnose_model` scores at most `MAX_USERS` users (a seeded sample) on large datasets.
-- `ucb_top1_differs`: share of users whose top item under rhat + c sqrt(U) (the UCB baseline,
-  `recsim.policy.static.UCBRecommender`, c = 1) differs from the greedy top item of rhat.
+- `ucb_differs`: share of users whose top item (`ucb_top1_differs`) or ordered top-k list
+  (`ucb_top10_differs`) under rhat + c sqrt(U) (the UCB baseline, `recsim.policy.static.UCBRecommender`,
+  c = 1) differs from the greedy one under rhat.
 - `pointwise`: RMSE of the mean on the known pairs beside that of the constant training-log mean.
 """
 from __future__ import annotations
@@ -117,10 +118,12 @@ def calibration(table: RewardTable, rows: np.ndarray, cols: np.ndarray, truth: n
                                                  np.asarray(item_log_count)[table.items])}
 
 
-def ucb_top1_differs(table: RewardTable, c: float = UCB_C) -> float:
-    """Share of table users whose argmax of mean + c sqrt(max(U, 0)) differs from the argmax of mean."""
+def ucb_differs(table: RewardTable, k: int = 1, c: float = UCB_C) -> float:
+    """Share of table users whose ordered top-k under mean + c sqrt(max(U, 0)) differs from that under mean."""
+    if not table.mean.size:
+        return float("nan")
     bonus = table.mean + c * np.sqrt(np.maximum(table.uncertainty, 0.0))
-    return float((bonus.argmax(axis=1) != table.mean.argmax(axis=1)).mean()) if table.mean.size else float("nan")
+    return float((top_k_items(bonus, k) != top_k_items(table.mean, k)).any(axis=1).mean())
 
 
 def pointwise(mean: np.ndarray, rows: np.ndarray, cols: np.ndarray, truth: np.ndarray,
@@ -143,6 +146,7 @@ def diagnose(tables: dict[str, RewardTable], dataset: Any, k: int = 10) -> dict[
         **top_k_exposure(first.mean, k),
         **pointwise(first.mean, rows, cols, truth, train_mean),
         "uncertainty": {kind: {**calibration(table, rows, cols, truth, item_log_count),
-                               "ucb_top1_differs": ucb_top1_differs(table)}
+                               "ucb_top1_differs": ucb_differs(table, 1),
+                               f"ucb_top{k}_differs": ucb_differs(table, k)}
                         for kind, table in tables.items()},
     }
