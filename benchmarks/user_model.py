@@ -137,8 +137,8 @@ def part(world_name: str, row: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_part(world_name: str, row: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--part", world_name, row, "--threads", str(args.threads), "--coat", str(args.coat),
-           "--members", str(args.members), "--users", str(args.users or 0)]
+    cmd = [sys.executable, __file__, "--part", world_name, row, "--threads", str(args.threads),
+           "--coat", str(args.coat), "--members", str(args.members), "--users", str(args.users or 0)]
     cmd += ["--quick"] if args.quick else []
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
@@ -177,7 +177,8 @@ def main() -> None:
         entry: dict[str, Any] = {"n_users": world.n_users, "n_items": world.n_items, "n_log_rows": len(world.train)}
         entry.update({row: run_part(world_name, row, args) for row in rows})
         entry.update(baselines(world))
-        entry["train_time_default_vs_published"] = entry["default"]["train_seconds"] / entry["published"]["train_seconds"]
+        seconds = {row: entry[row]["train_seconds"] for row in ("default", "published")}
+        entry["train_time_default_vs_published"] = seconds["default"] / seconds["published"]
         result[world_name] = entry
     print(json.dumps(result))
 

@@ -253,7 +253,8 @@ def test_calibration_direction():
 
 def test_known_pairs_from_test_log(tiny_world):
     test = pd.DataFrame({"user": [1, 1, 2], "item": [4, 4, 0], "label": [1.0, 3.0, 2.0]})
-    log_only = type("D", (), {"truth": None, "test": test, "n_users": tiny_world.n_users, "n_items": tiny_world.n_items})()
+    fields = {"truth": None, "test": test, "n_users": tiny_world.n_users, "n_items": tiny_world.n_items}
+    log_only = type("D", (), fields)()
     rows, cols, value = known_pairs(log_only, np.array([2, 1]), np.array([0, 4]))
     assert rows.tolist() == [1, 0] and cols.tolist() == [1, 0] and value.tolist() == [2.0, 2.0]
 

@@ -86,7 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--early-stopping", choices=list(STOPPING_CRITERIA))
     p.add_argument("--bootstrap", action="store_true", default=None,
                    help="train each member on a bootstrap resample of the log")
-    p.add_argument("--ips", action="store_true", default=None, help="inverse item-popularity weights (the IPS baseline)")
+    p.add_argument("--ips", action="store_true", default=None,
+                   help="inverse item-popularity weights (the IPS baseline)")
     p.add_argument("--device", help="cpu, cuda or cuda:N")
     p.add_argument("--seed", type=int)
     p.add_argument("--uncertainty", choices=list(UNCERTAINTY_KINDS), help="the reward table's uncertainty")

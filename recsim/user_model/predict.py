@@ -155,7 +155,7 @@ class Ensemble:
     def reward_tables(self, users: np.ndarray | None = None, items: np.ndarray | None = None,
                       kinds: tuple[str, ...] = UNCERTAINTY_KINDS, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
                       progress: bool = False) -> dict[str, RewardTable]:
-        """One `RewardTable` per uncertainty kind (same mean), from one pass over the members."""
+        """One `RewardTable` per uncertainty kind, from one pass over the members (sharing one mean array)."""
         users = np.arange(self.spec.n_users, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
         items = np.arange(self.spec.n_items, dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
         for name, ids, bound in (("users", users, self.spec.n_users), ("items", items, self.spec.n_items)):

@@ -290,7 +290,9 @@ def validation_ndcg(model: HeteroscedasticDeepFM, examples: Examples, batch_size
     """NDCG@k of the member's mean ranking each validation user's held-out logged rows (negatives unused)."""
     model.eval()
     n = len(examples.users)
-    scores = torch.cat([model(examples.x[s:s + batch_size])[0] for s in range(0, n, batch_size)]) if n else torch.zeros(0)
+    scores = torch.zeros(0)
+    if n:
+        scores = torch.cat([model(examples.x[s:s + batch_size])[0] for s in range(0, n, batch_size)])
     model.train()
     return grouped_ndcg(examples.users, scores.cpu().numpy(), examples.target[:n].cpu().numpy(), k)
 
