@@ -168,8 +168,11 @@ def test_grouped_ndcg_matches_naive():
     assert grouped_ndcg(users, labels, labels, 3) == pytest.approx(1.0)
 
 
-def test_ndcg_stopping_records_validation_ndcg(tiny_world, tmp_path):
-    train_ensemble(tiny_world, TrainConfig(members=1, epochs=2, early_stopping="ndcg"), tmp_path, progress=False)
+@pytest.mark.parametrize("negatives", ["none", "uniform"])
+def test_ndcg_stopping_records_validation_ndcg(tiny_world, tmp_path, negatives):
+    """Validation NDCG ranks the held-out logged rows only, also when negatives follow them."""
+    config = TrainConfig(members=1, epochs=2, early_stopping="ndcg", negatives=negatives, batch_size=256)
+    train_ensemble(tiny_world, config, tmp_path, progress=False)
     history = json.loads((tmp_path / "training.json").read_text())["members"][0]["history"]
     assert len(history) == 2 and all(0 < h["val_ndcg"] <= 1 for h in history)
 

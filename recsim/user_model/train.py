@@ -292,7 +292,7 @@ def validation_ndcg(model: HeteroscedasticDeepFM, examples: Examples, batch_size
     n = len(examples.users)
     scores = torch.zeros(0)
     if n:
-        scores = torch.cat([model(examples.x[s:s + batch_size])[0] for s in range(0, n, batch_size)])
+        scores = torch.cat([model(examples.x[s:min(s + batch_size, n)])[0] for s in range(0, n, batch_size)])
     model.train()
     return grouped_ndcg(examples.users, scores.cpu().numpy(), examples.target[:n].cpu().numpy(), k)
 
