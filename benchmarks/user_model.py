@@ -1,203 +1,186 @@
-"""The DeepFM ensemble user model on the KuaiRec-like synthetic world: speed, memory and quality.
+"""Does the user model personalise, and does its uncertainty point where it is wrong? (issue 14)
 
-Each part runs in a fresh subprocess so its peak RSS is its own:
+One invocation trains, in the same run, the `published` preset (REFERENCE.md §1.1) and the
+`default` preset of `recsim.user_model.train` (plus, with `--candidates`, the default with one
+choice changed at a time) on two worlds, and scores them beside most-popular and random:
 
-- `recsim`: `train_ensemble` (members x epochs, negative sampling and example building included)
-  on `generate_world("kuairec", 0)` (~320 k log rows; 3 negative rounds as published for KuaiRec),
-  then the reward table over all users x items and the quality figures below.
-- `deepctr_fit`: the baseline, deepctr-torch's own `DeepFM.compile("adam", "mse")` + `fit` for
-  one member on the same examples (logged rows + the same kind of negatives), same batch size,
-  its prints captured.
+- `synthetic`: `generate_world("kuairec", 0)` (1,411 users x 3,327 items, ~320 k popularity-biased,
+  missing-not-at-random log rows); held-out truth = the full ground-truth matrix.
+- `coat`: Coat from `--coat` (default `../shared/data/coat`, skipped when absent); held-out truth
+  = the random-exposure test ratings (missing at random); models are never tuned on it.
 
-Throughput = examples processed per second of training (examples = logged rows + negatives,
-times epochs, times members for the ensemble). Quality against the world's ground truth:
-NDCG@10 (gain 2^rel - 1, all items ranked) of the ensemble mean, of its first member alone, of a
-most-popular ranking (item log counts) and of a random ranking; the Spearman correlation between
-an item's mean uncertainty and its log count (negative = rarely logged items are more
-uncertain), and mean uncertainty on logged vs never-logged (user, item) pairs, for
-`max_variance`, `disagreement` and the disagreement relative to the mean (std / |mean|).
-Prints one JSON object. `--quick`: 300 users, 2 members, 1 epoch. `--threads N` sets torch's
-intra-op threads in both parts (default: torch's default); on a machine whose cores are shared
-with other jobs, 1 thread is both faster and steadier.
+Per row: NDCG@10 and Recall@10 against the truth (synthetic: every item of every user is a
+candidate; Coat: each user's test items; gain 2^rel - 1; relevant for Recall = at least the 80th
+percentile of the candidates' relevance), distinct items among all users' top-10 over all items
+and the Gini of that top-10 exposure, RMSE on the known pairs beside the training-mean constant,
+and per uncertainty kind the Spearman correlation with |prediction - truth| over the known pairs,
+with the item's log count (item mean), and the share of users whose UCB top item (rhat + sqrt(U))
+differs from the greedy one (`recsim.user_model.diagnostics`). Models also report training time
+(seconds, `train_ensemble` only) and peak RSS (each model trains in a fresh subprocess).
+
+Prints one JSON object. `--quick`: a 300-user synthetic world, 2 members, at most 3 epochs (a
+smoke run: too short for the default to personalise). `--users N` / `--members N`: a smaller world
+or ensemble with the presets' epochs (the candidate table of the note: `--candidates --users 500
+--members 3`).
+`--threads N`: torch intra-op threads (default 1: the cores are shared).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from recsim.profiling import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "default+uniform_negatives": {"negatives": "uniform"},
+    "default+exposure_negatives": {"negatives": "exposure"},
+    "default+plain_nll": {"nll_beta": 0.0},
+    "default+embedding_8": {"model": {"embedding_dim": 8}},
+    "default+init_1e-4": {"model": {"init_std": 1e-4}},
+    "default+lr_1e-3": {"lr": 1e-3},
+    "default+loss_stopping": {"early_stopping": "loss"},
+    "default+bootstrap": {"bootstrap": True},
+    "default+ips": {"ips": True},
+}
 
 
-def _world(quick: bool):
-    from recsim.data.synthetic import generate_world
+def load_world(name: str, n_users: int | None, coat_dir: Path):
+    if name == "synthetic":
+        from recsim.data.synthetic import generate_world
 
-    return generate_world("kuairec", 0, **({"n_users": 300} if quick else {}))
+        return generate_world("kuairec", 0, **({"n_users": n_users} if n_users else {}))
+    from recsim.data.store import load_dataset
 
-
-def _peak_rss_mb() -> float:
-    return peak_rss_mb()
-
-
-def _settings(quick: bool) -> dict:
-    return dict(members=2 if quick else 5, epochs=1 if quick else 2, batch_size=4096, negative_rounds=3)
+    return load_dataset("coat", coat_dir, cache_dir=Path(tempfile.gettempdir()) / "recsim-bench-coat")
 
 
-def part_recsim(quick: bool, device: str) -> dict:
-    import torch
-    from scipy.stats import spearmanr
+def held_out(world) -> tuple[np.ndarray, np.ndarray]:
+    """(relevance float64 (n_users, n_items) >= 0, candidate mask bool) of the held-out truth."""
+    if world.truth is not None:
+        relevance = np.zeros((world.n_users, world.n_items))
+        mask = np.zeros(relevance.shape, dtype=bool)
+        block = np.ix_(world.truth_users, world.truth_items)
+        known = ~np.isnan(world.truth)
+        relevance[block] = np.where(known, np.maximum(world.truth, 0.0), 0.0)
+        mask[block] = known
+        return relevance, mask
+    pairs = world.test.groupby(["user", "item"])["label"].mean().reset_index()
+    relevance = np.zeros((world.n_users, world.n_items))
+    mask = np.zeros(relevance.shape, dtype=bool)
+    relevance[pairs["user"], pairs["item"]] = np.maximum(pairs["label"], 0.0)
+    mask[pairs["user"], pairs["item"]] = True
+    return relevance, mask
 
-    from recsim.evaluation.ranking import ndcg_at_k
-    from recsim.user_model.predict import Ensemble
-    from recsim.user_model.train import TrainConfig, train_ensemble
 
-    world = _world(quick)
-    rss_data = _peak_rss_mb()
-    settings = _settings(quick)
-    config = TrainConfig(device=device, **settings)
-    examples = []
+def ranking_row(scores: np.ndarray, world) -> dict[str, float]:
+    """NDCG@10, Recall@10 against the held-out truth; distinct top-10 items and their Gini (all items)."""
+    from recsim.evaluation.ranking import ndcg_at_k, recall_at_k
+    from recsim.user_model.diagnostics import top_k_exposure
+    from recsim.user_model.metrics import relevant_threshold
 
-    def count(member, epoch, record):
-        examples.append(member)
+    relevance, mask = held_out(world)
+    users = np.flatnonzero(mask.any(axis=1))
+    threshold = relevant_threshold(relevance[mask])
+    scores, relevance, mask = scores[users], relevance[users], mask[users]
+    return {"ndcg@10": ndcg_at_k(scores, relevance, 10, mask),
+            "recall@10": recall_at_k(scores, (relevance >= threshold).astype(np.float64), 10, mask),
+            **top_k_exposure(scores, 10)}
 
-    import tempfile
+
+def baselines(world) -> dict[str, dict[str, float]]:
+    counts = np.bincount(world.train["item"], minlength=world.n_items).astype(np.float64)
+    popular = np.broadcast_to(counts, (world.n_users, world.n_items)).copy()
+    rng = np.random.default_rng(0)
+    return {"most_popular": ranking_row(popular, world),
+            "random": ranking_row(rng.random((world.n_users, world.n_items)), world)}
+
+
+def part(world_name: str, row: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Train one model in this process and score it."""
+    from recsim.user_model.diagnostics import diagnose
+    from recsim.user_model.options import UNCERTAINTY_KINDS
+    from recsim.user_model.train import preset_config, train_ensemble
+
+    world = load_world(world_name, args.users, args.coat)
+    preset = "published" if row == "published" else "default"
+    overrides = dict(CANDIDATES.get(row, {}), members=args.members)
+    if preset == "published" and world_name == "synthetic":
+        overrides["negative_rounds"] = 3  # KuaiRec's published value (the world's name lacks "kuairec")
+    if args.quick:
+        overrides["epochs"] = min(3, preset_config(preset).epochs)
+    config = preset_config(preset, **overrides)
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        ensemble = train_ensemble(world, config, out, progress=False, on_epoch_end=count)
+        ensemble = train_ensemble(world, config, out, progress=False)
         train_s = time.perf_counter() - start
-        summary = json.loads((Path(out) / "training.json").read_text())
-    n_train = summary["n_train_rows"]
-    rss_train = _peak_rss_mb()
-
-    start = time.perf_counter()
-    table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
-    table_s = time.perf_counter() - start
-    disagreement = ensemble.reward_table(world.truth_users, world.truth_items, "disagreement").uncertainty
-    single = Ensemble(ensemble.spec, ensemble.model_config, ensemble.members[:1], device).reward_table(
-        world.truth_users, world.truth_items).mean
-
-    truth = world.truth
-    counts = np.bincount(world.train["item"], minlength=world.n_items).astype(np.float64)
-    rng = np.random.default_rng(0)
-    logged = np.zeros(truth.shape, dtype=bool)
-    logged[world.train["user"], world.train["item"]] = True
-    n_examples = _example_count(world, settings["negative_rounds"], n_train)
-    ensemble_rows = n_examples * len(examples)
-    return {
-        "n_log_rows": int(len(world.train)), "n_users": world.n_users, "n_items": world.n_items,
-        "settings": settings, "torch_threads": torch.get_num_threads(), "device": device,
-        "epochs_run": len(examples) / settings["members"],
-        "train_seconds": train_s, "examples_per_epoch_per_member": n_examples,
-        "ensemble_rows_per_s": ensemble_rows / train_s,
-        "peak_rss_mb": rss_train, "rss_after_data_mb": rss_data,
-        "table_seconds": table_s, "table_pairs_per_s": truth.size / table_s,
-        "table_member_pairs_per_s": truth.size * settings["members"] / table_s,
-        "ndcg10": {
-            "ensemble": ndcg_at_k(table.mean, truth, 10),
-            "single_member": ndcg_at_k(single, truth, 10),
-            "most_popular": ndcg_at_k(np.broadcast_to(counts, truth.shape), truth, 10),
-            "random": ndcg_at_k(rng.random(truth.shape), truth, 10),
-        },
-        "uncertainty": {
-            kind: {
-                "spearman_item_mean_vs_log_count": float(spearmanr(u.mean(axis=0), counts).statistic),
-                "mean_on_logged_pairs": float(u[logged].mean()),
-                "mean_on_unlogged_pairs": float(u[~logged].mean()),
-            }
-            for kind, u in (("max_variance", table.uncertainty), ("disagreement", disagreement),
-                            ("relative_disagreement", disagreement / np.maximum(np.abs(table.mean), 1e-3)))
-        },
-    }
+        training = json.loads((Path(out) / "training.json").read_text())
+        resolved = json.loads((Path(out) / "config.json").read_text())["train"]
+    tables = ensemble.reward_tables(kinds=UNCERTAINTY_KINDS)
+    diagnostics = diagnose(tables, world, 10)
+    return {**ranking_row(tables["max_variance"].mean, world),
+            "rmse": diagnostics["rmse"], "rmse_train_mean": diagnostics["rmse_train_mean"],
+            "uncertainty": diagnostics["uncertainty"], "table_uncertainty": config.uncertainty,
+            "train_seconds": train_s, "peak_rss_mb": peak_rss_mb(),
+            "epochs_run": [m["epochs_run"] for m in training["members"]],
+            "config": {k: resolved[k] for k in ("members", "epochs", "batch_size", "lr", "nll_beta", "negatives",
+                                                "negative_rounds", "early_stopping", "bootstrap", "ips")}
+            | {"embedding_dim": resolved["model"]["embedding_dim"], "init_std": resolved["model"]["init_std"]}}
 
 
-def _example_count(world, rounds: int, n_train: int) -> int:
-    """Logged training rows plus the negatives the recsim run drew for them (approximately rounds per row)."""
-    return int(n_train * (1 + rounds * float((world.train["label"] > 0).mean())))
-
-
-def part_deepctr(quick: bool, device: str) -> dict:
-    import torch
-
-    from recsim.seeding import child_seeds
-    from recsim.user_model.model import FeatureSpec
-    from recsim.user_model.deepctr_quiet import DeepFM
-    from recsim.user_model.sampling import LoggedLabels, sample_negatives
-
-    world = _world(quick)
-    settings = _settings(quick)
-    spec = FeatureSpec.from_dataset(world)
-    users = world.train["user"].to_numpy()
-    items = world.train["item"].to_numpy()
-    labels = world.train["label"].to_numpy(np.float32)
-    rng = np.random.default_rng(child_seeds(0, 2)[1])
-    nu, ni, _ = sample_negatives(users, labels, LoggedLabels(users, items, labels, world.n_items),
-                                 settings["negative_rounds"], rng)
-    all_u = torch.as_tensor(np.concatenate([users, nu]).astype(np.int64))
-    all_i = torch.as_tensor(np.concatenate([items, ni]).astype(np.int64))
-    x = spec.inputs(all_u, all_i, torch.as_tensor(spec.user_table), torch.as_tensor(spec.item_table)).numpy()
-    y = np.concatenate([labels, np.zeros(len(nu), np.float32)])
-    columns = spec.feature_columns(8)
-    with torch.random.fork_rng():
-        model = DeepFM(columns, columns, dnn_hidden_units=(128, 128), l2_reg_dnn=0.1, task="regression",
-                       device=device, seed=0)
-    model.compile("adam", "mse")
-    captured = io.StringIO()
-    start = time.perf_counter()
-    with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(io.StringIO()):
-        model.fit([x[:, j] for j in range(x.shape[1])], y, batch_size=settings["batch_size"],
-                  epochs=settings["epochs"], verbose=0)
-    fit_s = time.perf_counter() - start
-    return {"examples": int(len(y)), "fit_seconds": fit_s,
-            "one_member_rows_per_s": len(y) * settings["epochs"] / fit_s, "peak_rss_mb": _peak_rss_mb(),
-            "torch_threads": torch.get_num_threads()}
-
-
-def _run_part(part: str, quick: bool, device: str, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--part", part, "--device", device, "--threads", str(threads)]
-    cmd += ["--quick"] if quick else []
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+def run_part(world_name: str, row: str, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--part", world_name, row, "--threads", str(args.threads),
+           "--coat", str(args.coat), "--members", str(args.members), "--users", str(args.users or 0)]
+    cmd += ["--quick"] if args.quick else []
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{part} failed:\n{done.stderr}")
+        raise SystemExit(f"{world_name}/{row} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--part", choices=["recsim", "deepctr_fit"], help=argparse.SUPPRESS)
+    parser.add_argument("--candidates", action="store_true", help="also the default with one choice changed")
+    parser.add_argument("--worlds", default="synthetic,coat")
+    parser.add_argument("--coat", type=Path, default=ROOT.parent / "shared" / "data" / "coat")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--users", type=int, default=0, help="synthetic world users (0: the preset's 1,411)")
+    parser.add_argument("--part", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.members, args.users = 2, args.users or 300
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.part == "recsim":
-        print(json.dumps(part_recsim(args.quick, args.device)))
+    if args.part:
+        print(json.dumps(part(args.part[0], args.part[1], args)))
         return
-    if args.part == "deepctr_fit":
-        print(json.dumps(part_deepctr(args.quick, args.device)))
-        return
-    ours = _run_part("recsim", args.quick, args.device, args.threads)
-    base = _run_part("deepctr_fit", args.quick, args.device, args.threads)
-    per_member = ours["ensemble_rows_per_s"]  # examples per second, whichever member is training
-    print(json.dumps({
-        "benchmark": "user_model", "quick": args.quick, "recsim": ours, "baseline_deepctr_fit": base,
-        "ratios": {
-            "training_throughput_vs_deepctr_fit": per_member / base["one_member_rows_per_s"],
-            "ensemble_ndcg10_vs_most_popular": ours["ndcg10"]["ensemble"] / ours["ndcg10"]["most_popular"],
-            "ensemble_ndcg10_vs_single_member": ours["ndcg10"]["ensemble"] / ours["ndcg10"]["single_member"],
-        },
-    }))
+    rows = ["published", "default"] + (list(CANDIDATES) if args.candidates else [])
+    result: dict[str, Any] = {"benchmark": "user_model", "quick": args.quick, "threads": args.threads,
+                              "members": args.members, "synthetic_users": args.users or "preset"}
+    for world_name in args.worlds.split(","):
+        if world_name == "coat" and not args.coat.is_dir():
+            result[world_name] = {"skipped": f"{args.coat} not found"}
+            continue
+        world = load_world(world_name, args.users, args.coat)
+        entry: dict[str, Any] = {"n_users": world.n_users, "n_items": world.n_items, "n_log_rows": len(world.train)}
+        entry.update({row: run_part(world_name, row, args) for row in rows})
+        entry.update(baselines(world))
+        seconds = {row: entry[row]["train_seconds"] for row in ("default", "published")}
+        entry["train_time_default_vs_published"] = seconds["default"] / seconds["published"]
+        result[world_name] = entry
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,18 @@ def tiny_world():
     return generate_world("tiny", seed=0)
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch on one intra-op thread for a module: tiny models train several times faster that way
+    when the machine's cores are shared (use with `pytestmark = pytest.mark.usefixtures(...)`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep converted-dataset caches out of the user's home during tests."""

@@ -45,22 +45,26 @@ def load_model(directory: Path, device: str):
     return ensemble
 
 
+_TRAIN_FIELDS = ("members", "epochs", "batch_size", "lr", "nll_beta", "negatives", "negative_rounds",
+                 "val_fraction", "patience", "early_stopping", "bootstrap", "ips", "device", "seed", "uncertainty")
+_MODEL_FIELDS = ("embedding_dim", "init_std", "task")
+
+
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    """The options among `names` given on the command line (None = not given: the preset decides)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 def train(args: argparse.Namespace) -> int:
     with output_dir(args.out, USER_MODEL_KIND, inputs=[args.data]) as out:
         return _train(args, out)
 
 
 def _train(args: argparse.Namespace, out: Path) -> int:
-    from recsim.user_model.model import DeepFMConfig
-    from recsim.user_model.train import TrainConfig, train_ensemble, write_outputs
+    from recsim.user_model.train import preset_config, train_ensemble, write_outputs
 
     dataset = _dataset(args.data)
-    config = TrainConfig(
-        model=DeepFMConfig(embedding_dim=args.embedding_dim, task=args.task),
-        members=args.members, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        negative_rounds=args.negative_rounds, val_fraction=args.val_fraction, patience=args.patience,
-        ips=args.ips, device=args.device, seed=args.seed, uncertainty=args.uncertainty,
-    )
+    config = preset_config(args.preset, model=_given(args, _MODEL_FIELDS), **_given(args, _TRAIN_FIELDS))
     try:
         ensemble = train_ensemble(dataset, config, out, resume=args.resume, progress=not args.quiet)
     except pickle.UnpicklingError as error:  # a checkpoint torch.load(weights_only=True) refused
@@ -86,7 +90,7 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     if (dataset.n_users, dataset.n_items) != (ensemble.spec.n_users, ensemble.spec.n_items):
         raise DataError(str(args.data), None, f"{dataset.n_users} users x {dataset.n_items} items, but the model "
                         f"was trained on {ensemble.spec.n_users} x {ensemble.spec.n_items}")
-    metrics = evaluate_model(ensemble, dataset, tuple(args.k))
+    metrics = evaluate_model(ensemble, dataset, tuple(args.k), diagnostics=True)
     if out is not None:
         write_json(out, {"recsim": EVAL_KIND, **metrics})
     print(to_json(metrics))
@@ -94,27 +98,45 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from recsim.user_model.options import (
+        NEGATIVE_SCHEMES,
+        PRESETS,
+        STOPPING_CRITERIA,
+        UNCERTAINTY_KINDS,
+    )
+
     parser = subparsers.add_parser("user-model", help="train and evaluate the DeepFM ensemble user model")
     commands = parser.add_subparsers(dest="user_model_command", required=True)
 
     p = commands.add_parser("train", help="train the ensemble; write weights, reward table, embeddings, metrics")
     p.add_argument("--data", required=True, type=Path, help="a prepared dataset directory")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--members", type=positive_int, default=5)
-    p.add_argument("--epochs", type=positive_int, default=5)
-    p.add_argument("--batch-size", type=positive_int, default=4096)
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--embedding-dim", type=positive_int, default=8)
-    p.add_argument("--task", choices=["regression", "binary"], default="regression",
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default",
+                   help="published: the published DeepFM ensemble (uniform target-0 negatives, plain NLL, "
+                        "max-variance uncertainty); default: the measured defaults of TrainConfig (see its docstring)")
+    p.add_argument("--members", type=positive_int)
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--nll-beta", type=float, help="beta of the beta-NLL loss (0: the published NLL)")
+    p.add_argument("--embedding-dim", type=positive_int)
+    p.add_argument("--init-std", type=positive_float, help="std of the normal initialisation of embeddings and DNN weights")
+    p.add_argument("--task", choices=["regression", "binary"],
                    help="regression: heteroscedastic Gaussian NLL; binary: BCE on 0/1 labels")
-    p.add_argument("--negative-rounds", type=non_negative_int, default=None,
+    p.add_argument("--negatives", choices=list(NEGATIVE_SCHEMES),
+                   help="uniform: published target-0 pairs; exposure: drawn like the log; none: logged rows only")
+    p.add_argument("--negative-rounds", type=non_negative_int,
                    help="negatives per logged row (default: 3 on KuaiRec, 5 elsewhere)")
-    p.add_argument("--val-fraction", type=fraction, default=0.1)
-    p.add_argument("--patience", type=positive_int, default=2)
-    p.add_argument("--ips", action="store_true", help="inverse item-popularity weights (the IPS baseline)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    seed_argument(p)
-    p.add_argument("--uncertainty", choices=["max_variance", "disagreement"], default="max_variance")
+    p.add_argument("--val-fraction", type=fraction)
+    p.add_argument("--patience", type=positive_int)
+    p.add_argument("--early-stopping", choices=list(STOPPING_CRITERIA))
+    p.add_argument("--bootstrap", action="store_true", default=None,
+                   help="train each member on a bootstrap resample of the log")
+    p.add_argument("--ips", action="store_true", default=None,
+                   help="inverse item-popularity weights (the IPS baseline)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N")
+    seed_argument(p, default=None)
+    p.add_argument("--uncertainty", choices=list(UNCERTAINTY_KINDS), help="the reward table's uncertainty")
     p.add_argument("--k", type=positive_int, nargs="+", default=[10], help="ranking cut-offs for NDCG@k / Recall@k")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

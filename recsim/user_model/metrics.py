@@ -74,6 +74,36 @@ def pointwise_metrics(ensemble: Ensemble, log: pd.DataFrame) -> dict[str, float]
     return out
 
 
+def _grouped_dcg(users: np.ndarray, scores: np.ndarray, gains: np.ndarray, k: int) -> np.ndarray:
+    """float64 (n_groups,): DCG@k of each user's rows ranked by decreasing `scores` (ties: earlier row)."""
+    order = np.lexsort((np.arange(len(users)), -scores, users))
+    sorted_users = users[order]
+    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+    rank = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    discount = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+    return np.add.reduceat(gains[order] * discount, starts)
+
+
+def grouped_ndcg(users: np.ndarray, scores: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k over users of their own rows (a user's rows are that user's candidates).
+
+    Args:
+        users: int (n,), the user of each row.
+        scores: float (n,), the predicted score of each row.
+        labels: float (n,), the held-out relevance of each row (clipped at 0; gain 2^rel - 1).
+
+    Users whose rows all have relevance 0 are left out; NaN when no user is left.
+    """
+    users = np.asarray(users, np.int64)
+    if len(users) == 0:
+        return float("nan")
+    gains = np.exp2(np.maximum(np.asarray(labels, np.float64), 0.0)) - 1.0
+    dcg = _grouped_dcg(users, np.asarray(scores, np.float64), gains, k)
+    ideal = _grouped_dcg(users, gains, gains, k)
+    ok = ideal > 0
+    return float((dcg[ok] / ideal[ok]).mean()) if ok.any() else float("nan")
+
+
 def _chunk(n_items: int) -> int:
     return max(1, CHUNK_CELLS // max(n_items, 1))
 
@@ -143,8 +173,10 @@ def test_log_ranking(ensemble: Ensemble, log: pd.DataFrame, ks: tuple[int, ...] 
     return _ranking_from_blocks(blocks(), ks, relevant_threshold(np.maximum(pairs["label"].to_numpy(), 0.0)))
 
 
-def evaluate(ensemble: Ensemble, dataset: Any, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, Any]:
-    """All metrics the dataset supports: {"test": pointwise + ranking, "truth": ...}."""
+def evaluate(ensemble: Ensemble, dataset: Any, ks: tuple[int, ...] = DEFAULT_KS,
+             diagnostics: bool = False) -> dict[str, Any]:
+    """All metrics the dataset supports: {"test": pointwise + ranking, "truth": ...}; with
+    `diagnostics`, also "diagnostics" (`recsim.user_model.diagnostics.diagnose_model`)."""
     out: dict[str, Any] = {}
     if dataset.test is not None and len(dataset.test):
         ranking = test_log_ranking(ensemble, dataset.test, ks)
@@ -152,4 +184,8 @@ def evaluate(ensemble: Ensemble, dataset: Any, ks: tuple[int, ...] = DEFAULT_KS)
         out["test"] = {**pointwise_metrics(ensemble, dataset.test), **ranking}
     if dataset.truth is not None:
         out["truth"] = truth_metrics(ensemble, dataset, ks)
+    if diagnostics:
+        from recsim.user_model.diagnostics import diagnose_model
+
+        out["diagnostics"] = diagnose_model(ensemble, dataset, ks[0])
     return out

@@ -5,7 +5,14 @@ member's predicted reward, and `uncertainty` is one of
 
 - `max_variance`: max over members of the predicted variance exp(s) (the MOPO penalty, as in the
   published code); for the binary task, the Bernoulli variance p (1 - p) of each member;
-- `disagreement`: the standard deviation (ddof 0) over members of their predicted means.
+- `disagreement`: the standard deviation (ddof 0) over members of their predicted means;
+- `relative_disagreement`: `disagreement / max(|mean|, 1e-3)` (dimensionless);
+- `count`: sigma^2(u, i) (1 / (1 + n_u) + 1 / (1 + n_i)), with sigma^2 the members' mean predicted
+  variance and n_u, n_i the user's and the item's number of logged training rows: the squared
+  standard error of a user effect and an item effect each estimated from that many sigma-noisy
+  observations, so it is a variance like `max_variance` (UCB's sqrt(U) is then a standard error,
+  the count-based bonus of UCB1, Auer et al. 2002, with the noise level learned). It is large where
+  the log is thin, and needs the log counts saved at training (`features.npz`).
 
 Tables are computed in chunks of users with an exact factorised DeepFM forward: every term
 splits into a user part and an item part (linear terms add; the FM term is
@@ -32,10 +39,16 @@ from recsim.errors import ConfigError, DataError
 from recsim.io import read_json, save_npz
 from recsim.progress import progress_bar
 from recsim.reward.table import RewardTable
-from recsim.user_model.model import (DeepFMConfig, FeatureSpec, HeteroscedasticDeepFM, build_member, config_from_json,
-                                     soft_clamp)
+from recsim.user_model.model import (
+    DeepFMConfig,
+    FeatureSpec,
+    HeteroscedasticDeepFM,
+    build_member,
+    config_from_json,
+    soft_clamp,
+)
+from recsim.user_model.options import UNCERTAINTY_KINDS
 
-UNCERTAINTY_KINDS = ("max_variance", "disagreement")
 CONFIG_FILE = "config.json"
 FEATURES_FILE = "features.npz"
 EMBEDDINGS_FILE = "embeddings.npz"
@@ -54,10 +67,13 @@ class Ensemble:
         model_config: the members' architecture.
         members: the trained `HeteroscedasticDeepFM`s, in eval mode.
         device: where the members and lookup tables live.
+        user_log_count, item_log_count: float32 (n_users,), (n_items,) logged training rows per user
+            and item (None when unknown: the "count" uncertainty is then unavailable).
     """
 
     def __init__(self, spec: FeatureSpec, model_config: DeepFMConfig, members: list[HeteroscedasticDeepFM],
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", user_log_count: np.ndarray | None = None,
+                 item_log_count: np.ndarray | None = None) -> None:
         if not members:
             raise ConfigError("Ensemble.members: at least one member is required")
         self.spec = spec
@@ -66,13 +82,28 @@ class Ensemble:
         self.device = device
         self.user_table = torch.as_tensor(spec.user_table, device=device)
         self.item_table = torch.as_tensor(spec.item_table, device=device)
+        self.user_log_count = None if user_log_count is None else np.asarray(user_log_count, np.float32)
+        self.item_log_count = None if item_log_count is None else np.asarray(item_log_count, np.float32)
+
+    def inverse_counts(self, users: np.ndarray, items: np.ndarray, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 / (1 + n_u) float32 (len(users),), 1 / (1 + n_i) (len(items),)) for the "count" kind, else zeros."""
+        if kind != "count":
+            return torch.zeros(len(users), device=self.device), torch.zeros(len(items), device=self.device)
+        if self.user_log_count is None or self.item_log_count is None:
+            raise ConfigError("uncertainty 'count': this model has no log counts (trained before they were saved)")
+        return (torch.as_tensor(1.0 / (1.0 + self.user_log_count[users]), device=self.device),
+                torch.as_tensor(1.0 / (1.0 + self.item_log_count[items]), device=self.device))
 
     @property
     def binary(self) -> bool:
         return self.model_config.task == "binary"
 
-    def _reduce(self, means: torch.Tensor, logvars: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(members, ...) raw outputs -> (mean, uncertainty) over members."""
+    def _reduce(self, means: torch.Tensor, logvars: torch.Tensor, kind: str,
+                inverse_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(members, ...) raw outputs -> (mean, uncertainty) over members.
+
+        `inverse_count` (broadcastable to `means[0]`): 1 / (1 + n_u) + 1 / (1 + n_i), for "count".
+        """
         if kind not in UNCERTAINTY_KINDS:
             raise ConfigError(f"uncertainty: {kind!r} is not one of {UNCERTAINTY_KINDS}")
         if self.binary:
@@ -80,25 +111,33 @@ class Ensemble:
             variances = means * (1 - means)
         else:
             variances = torch.exp(logvars)
+        mean = means.mean(dim=0)
         if kind == "max_variance":
             uncertainty = variances.max(dim=0).values
+        elif kind == "count":
+            uncertainty = variances.mean(dim=0) * inverse_count
         else:
             uncertainty = means.std(dim=0, correction=0)
-        return means.mean(dim=0), uncertainty
+            if kind == "relative_disagreement":
+                uncertainty = uncertainty / mean.abs().clamp_min(1e-3)
+        return mean, uncertainty
 
     @torch.no_grad()
     def predict_pairs(self, users: np.ndarray, items: np.ndarray, uncertainty: str = "max_variance",
                       batch_size: int = 65536) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble (mean, uncertainty), float32 (n,), of the pairs (users[k], items[k]) via `forward`."""
-        users_t = torch.as_tensor(np.asarray(users, dtype=np.int64), device=self.device)
-        items_t = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device)
+        users, items = np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        users_t = torch.as_tensor(users, device=self.device)
+        items_t = torch.as_tensor(items, device=self.device)
+        inv_user, inv_item = self.inverse_counts(users, items, uncertainty)
         means, uncertainties = [], []
         for start in range(0, len(users_t), batch_size):
             x = self.spec.inputs(users_t[start:start + batch_size], items_t[start:start + batch_size],
                                  self.user_table, self.item_table)
             outputs = [m(x) for m in self.members]
+            sl = slice(start, start + batch_size)
             mean, unc = self._reduce(torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs]),
-                                     uncertainty)
+                                     uncertainty, inv_user[sl] + inv_item[sl])
             means.append(mean.cpu())
             uncertainties.append(unc.cpu())
         if not means:
@@ -110,14 +149,22 @@ class Ensemble:
                      uncertainty: str = "max_variance", memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
                      progress: bool = False) -> RewardTable:
         """The ensemble's `RewardTable` over `users` x `items` (default: all x all), in user chunks."""
+        return self.reward_tables(users, items, (uncertainty,), memory_budget_bytes, progress)[uncertainty]
+
+    @torch.no_grad()
+    def reward_tables(self, users: np.ndarray | None = None, items: np.ndarray | None = None,
+                      kinds: tuple[str, ...] = UNCERTAINTY_KINDS, memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+                      progress: bool = False) -> dict[str, RewardTable]:
+        """One `RewardTable` per uncertainty kind, from one pass over the members (sharing one mean array)."""
         users = np.arange(self.spec.n_users, dtype=np.int64) if users is None else np.asarray(users, dtype=np.int64)
         items = np.arange(self.spec.n_items, dtype=np.int64) if items is None else np.asarray(items, dtype=np.int64)
         for name, ids, bound in (("users", users, self.spec.n_users), ("items", items, self.spec.n_items)):
             if len(ids) and (ids.min() < 0 or ids.max() >= bound):
                 raise DataError("reward table", name, f"ids out of range [0, {bound})")
         mean = np.empty((len(users), len(items)), dtype=np.float32)
-        unc = np.empty((len(users), len(items)), dtype=np.float32)
+        unc = {kind: np.empty((len(users), len(items)), dtype=np.float32) for kind in kinds}
         items_t = torch.as_tensor(items, device=self.device)
+        inverse = {kind: self.inverse_counts(users, items, kind) for kind in kinds}
         item_parts = [_side_parts(m, self.spec, self.item_table[items_t], self.spec.item_columns) for m in self.members]
         width = max(self.model_config.dnn_hidden_units)
         per_user = max(1, len(items)) * width * 4 * (2 + len(self.members))
@@ -128,12 +175,15 @@ class Ensemble:
             rows = self.user_table[users_t]
             outputs = [_pair_outputs(m, _side_parts(m, self.spec, rows, self.spec.user_columns), part)
                        for m, part in zip(self.members, item_parts)]
-            chunk_mean, chunk_unc = self._reduce(torch.stack([o[0] for o in outputs]),
-                                                 torch.stack([o[1] for o in outputs]), uncertainty)
-            mean[start:start + len(users_t)] = chunk_mean.cpu().numpy()
-            unc[start:start + len(users_t)] = chunk_unc.cpu().numpy()
-        return RewardTable(mean, unc, users.astype(np.int32), items.astype(np.int32),
-                           kind=f"deepfm-ensemble/{uncertainty}")
+            means, logvars = torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
+            block = slice(start, start + len(users_t))
+            for kind in kinds:
+                inv_user, inv_item = inverse[kind]
+                chunk_mean, chunk_unc = self._reduce(means, logvars, kind, inv_user[block, None] + inv_item[None, :])
+                mean[block] = chunk_mean.cpu().numpy()
+                unc[kind][block] = chunk_unc.cpu().numpy()
+        return {kind: RewardTable(mean, unc[kind], users.astype(np.int32), items.astype(np.int32),
+                                  kind=f"deepfm-ensemble/{kind}") for kind in kinds}
 
     @torch.no_grad()
     def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
@@ -195,6 +245,7 @@ def load_ensemble(directory: str | os.PathLike, device: str = "cpu") -> Ensemble
         raise DataError(str(features_path), None, "missing feature tables")
     with np.load(features_path, allow_pickle=False) as z:
         spec = FeatureSpec.from_json(info["features"], z["user_table"], z["item_table"])
+        counts = [z[name] if name in z.files else None for name in ("user_log_count", "item_log_count")]
     model_config = config_from_json(info["train"]["model"])
     members = []
     for k, seed in enumerate(info["member_seeds"]):
@@ -204,4 +255,4 @@ def load_ensemble(directory: str | os.PathLike, device: str = "cpu") -> Ensemble
         member = build_member(spec, model_config, seed, device)
         member.load_state_dict(torch.load(path, map_location=device, weights_only=True))
         members.append(member)
-    return Ensemble(spec, model_config, members, device)
+    return Ensemble(spec, model_config, members, device, *counts)

@@ -4,7 +4,11 @@ The published DORL code pairs every logged interaction with randomly drawn (user
 whose target is 0 (3 rounds on KuaiRec, 5 elsewhere; docs/methods.md). The rule "a pair whose
 logged label is lower" is realised here as follows, for a logged row (u, i, y):
 
-1. draw an item j uniformly from all items (the user stays u);
+1. draw an item j from all items (the user stays u): uniformly (the published scheme), or with
+   probability proportional to given item weights (`item_probs`; the "exposure" scheme of
+   `recsim.user_model.train` passes each item's share of the logged rows, so an item appears as a
+   negative about as often as it appears in the log, and item popularity alone no longer
+   separates logged rows from negatives);
 2. accept (u, j) if u never saw j in the log, or if the largest label u gave j is strictly
    below y (so a negative never claims that an item the user liked more is worth 0);
 3. rejected draws are redrawn, all at once, up to `max_tries` times; slots still rejected after
@@ -47,7 +51,8 @@ class LoggedLabels:
 
 
 def sample_negatives(users: np.ndarray, labels: np.ndarray, logged: LoggedLabels, rounds: int,
-                     rng: np.random.Generator, max_tries: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     rng: np.random.Generator, max_tries: int = 10,
+                     item_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw `rounds` negatives per logged row with label > 0 (see the module docstring).
 
     Args:
@@ -57,6 +62,7 @@ def sample_negatives(users: np.ndarray, labels: np.ndarray, logged: LoggedLabels
         rounds: negatives drawn per row.
         rng: the only source of randomness.
         max_tries: redraws of rejected slots before they are dropped.
+        item_probs: float (n_items,) summing to 1, the draw distribution of items; None: uniform.
 
     Returns:
         (neg_users int32 (m,), neg_items int32 (m,), source_rows int64 (m,)), m <= rounds * n:
@@ -65,7 +71,12 @@ def sample_negatives(users: np.ndarray, labels: np.ndarray, logged: LoggedLabels
     source = np.flatnonzero(labels > 0)
     source = np.tile(source, rounds)
     neg_users = users[source].astype(np.int64)
-    neg_items = rng.integers(0, logged.n_items, size=len(source))
+    def draw(n: int) -> np.ndarray:
+        if item_probs is None:
+            return rng.integers(0, logged.n_items, size=n)
+        return rng.choice(logged.n_items, size=n, p=item_probs)
+
+    neg_items = draw(len(source))
     pending = np.arange(len(source))
     for _ in range(max_tries + 1):
         observed, label = logged.lookup(neg_users[pending], neg_items[pending])
@@ -73,7 +84,7 @@ def sample_negatives(users: np.ndarray, labels: np.ndarray, logged: LoggedLabels
         pending = pending[rejected]
         if len(pending) == 0:
             break
-        neg_items[pending] = rng.integers(0, logged.n_items, size=len(pending))
+        neg_items[pending] = draw(len(pending))
     else:
         observed, label = logged.lookup(neg_users[pending], neg_items[pending])
         pending = pending[observed & ~(label < labels[source[pending]])]
