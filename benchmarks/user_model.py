@@ -1,6 +1,6 @@
 """Does the user model personalise, and does its uncertainty point where it is wrong? (issue 14)
 
-One invocation trains, in the same run, the `published` preset (REFERENCE.md §1.1) and the
+One invocation trains, in the same run, the `published` preset (docs/methods.md, "The user model") and the
 `default` preset of `recsim.user_model.train` (plus, with `--candidates`, the default with one
 choice changed at a time) on two worlds, and scores them beside most-popular and random:
 

@@ -17,6 +17,7 @@ PUBLISHED: dict[str, Any] = {
     "model": {"embedding_dim": 8, "init_std": 1e-4}, "epochs": 5, "batch_size": 4096, "lr": 1e-3, "nll_beta": 0.0,
     "negatives": "uniform", "negative_rounds": None, "early_stopping": "loss", "patience": 2, "bootstrap": False,
     "uncertainty": "max_variance"}
-"""REFERENCE.md §1.1 as this project ran it before issue 14: uniform target-0 negatives (3 rounds on
-KuaiRec, 5 elsewhere), the plain heteroscedastic NLL, embedding 8, 5 epochs, max-variance uncertainty."""
+"""The published user model (docs/methods.md, "The user model") as this project ran it before:
+uniform target-0 negatives (3 rounds on KuaiRec, 5 elsewhere), the plain heteroscedastic NLL,
+embedding 8, 5 epochs, max-variance uncertainty."""
 PRESETS: dict[str, dict[str, Any]] = {"published": PUBLISHED, "default": {}}
