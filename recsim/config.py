@@ -15,6 +15,7 @@ from typing import Any
 
 from recsim.errors import ConfigError
 
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 

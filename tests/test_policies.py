@@ -11,13 +11,19 @@ from recsim.cli import main
 from recsim.data.synthetic import generate_world
 from recsim.env import CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
+from recsim.evaluation.online import EvalConfig, OnlineEvaluator
 from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, categorical_from_logits
 from recsim.policy.base import observation_batch
-from recsim.evaluation.online import EvalConfig, OnlineEvaluator
 from recsim.policy.methods import METHODS, budget, describe
 from recsim.policy.offline import log_transitions
-from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
-                                  QuitAwareGreedyRecommender, RandomRecommender, UCBRecommender)
+from recsim.policy.static import (
+    EpsilonGreedyRecommender,
+    GreedyRecommender,
+    PopularRecommender,
+    QuitAwareGreedyRecommender,
+    RandomRecommender,
+    UCBRecommender,
+)
 from recsim.policy.trackers import TrackerConfig, make_tracker
 from recsim.policy.train import MethodConfig, MethodInputs, method_config, train_method
 from recsim.reward.table import RewardTable

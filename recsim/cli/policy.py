@@ -19,8 +19,8 @@ from recsim.outdir import output_dir, output_file
 from recsim.policy.methods import METHODS, describe, get_method
 from recsim.policy.runtime import torch_device
 from recsim.policy.storage import load_policy, saved_config
-from recsim.policy.train import MethodInputs, method_config, train_method
 from recsim.policy.trackers import TRACKERS, TrackerConfig
+from recsim.policy.train import MethodInputs, method_config, train_method
 from recsim.reward.table import RewardTable
 from recsim.seeds import seed_argument
 

@@ -75,7 +75,7 @@ class Dataset:
     def has_truth(self) -> bool:
         return self.truth is not None
 
-    def validate(self, source: str | None = None) -> "Dataset":
+    def validate(self, source: str | None = None) -> Dataset:
         """Check shapes, dtypes and id ranges; raise `DataError` naming the first problem."""
         where = source or f"dataset {self.name!r}"
         for count, what in ((self.n_users, "users"), (self.n_items, "items")):
@@ -156,7 +156,7 @@ class Dataset:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Dataset":
+    def load(cls, directory: str | os.PathLike) -> Dataset:
         """Read a dataset written by `save`, checked file by file (`validate`): a missing or
         corrupt file, a missing field or array, or shapes that disagree raise `DataError`
         naming the file."""

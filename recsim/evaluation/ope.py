@@ -361,7 +361,7 @@ class Estimator:
         if not 0 <= self.min_ess_share <= 1:
             raise ConfigError(f"{cls}.min_ess_share: must be in [0, 1], got {self.min_ess_share}")
         if self.uses_cap:
-            _check_cap(getattr(self, "cap"), f"{cls}.cap")
+            _check_cap(self.cap, f"{cls}.cap")
 
     # -- the per-estimator part: per-row columns summed per group, and how to combine the sums
     def _columns(self, rows: _Rows) -> np.ndarray:

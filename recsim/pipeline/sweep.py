@@ -214,10 +214,10 @@ def sweep_figure(results: pd.DataFrame, keys: list[str], path: Path) -> Path | N
     """R_tra against the first grid key, one line per method (mode NX_0 when present)."""
     if not keys:
         return None
+    import matplotlib
+
     from recsim.evaluation.figures import png_bytes as _png
     from recsim.evaluation.rollout import across_seeds
-
-    import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

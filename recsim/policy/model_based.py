@@ -54,8 +54,8 @@ from tianshou.trainer import OnPolicyTrainerParams
 from tqdm.auto import tqdm
 
 from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
-from recsim.evaluation.online import OnlineEvaluator
 from recsim.errors import ConfigError
+from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
 from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender

@@ -41,14 +41,14 @@ from tianshou.trainer import OfflineTrainerParams
 
 from recsim.env import EnvConfig, QuitRule, observation_space
 from recsim.errors import ConfigError, DataError
+from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
 from recsim.policy.actors import ItemCritic, MaskedItemHead, StateNet, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
-from recsim.evaluation.online import OnlineEvaluator
-from recsim.policy.model_based import table_scale
 from recsim.policy.methods import Budget
+from recsim.policy.model_based import table_scale
 from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale
 from recsim.policy.sqn import build_sqn

@@ -30,8 +30,14 @@ from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
 from recsim.progress import progress_bar
 from recsim.reward import indicators as ind
-from recsim.reward.aggregate import (AGGREGATES, UNCERTAINTIES, AggregateParams, aggregate_table,
-                                     neighbour_weights, similarity_to_distance)
+from recsim.reward.aggregate import (
+    AGGREGATES,
+    UNCERTAINTIES,
+    AggregateParams,
+    aggregate_table,
+    neighbour_weights,
+    similarity_to_distance,
+)
 from recsim.reward.table import RewardTable
 
 METRICS = ("cosine", "l2")
