@@ -49,7 +49,8 @@ def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, args: 
     budget = Budget(epochs=1, epoch_num_steps=steps, num_envs=args.num_envs, episodes_per_collect=args.episodes,
                     batch_size=args.batch_size)
     config = ModelBasedConfig(method="mbpo", penalty=PenaltyConfig(0.0, 0.0), budget=budget, collector=collector,
-                              env=EnvConfig(mode="NX_0"), device=args.device, progress=False, torch_threads=args.threads)
+                              env=EnvConfig(mode="NX_0"), device=args.device, progress=False,
+                              torch_threads=args.threads)
     with tempfile.TemporaryDirectory() as out:
         result = train_model_based(config, table, quit_rule, out)
     record = result.history[-1]

@@ -161,8 +161,8 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     evaluation = dataclasses.replace(config.evaluation, **changes)
     run_seed = args.seed if args.seed is not None else config.seed
     metrics = OnlineEvaluator(dataset, evaluation, config.env, config.quit).evaluate(policy, run_seed, args.device)
-    result = {"recsim": EVALUATION_KIND, "run": str(args.run), "world": str(args.world), "evaluation": evaluation, "run_seed": run_seed,
-              "metrics": metrics}
+    result = {"recsim": EVALUATION_KIND, "run": str(args.run), "world": str(args.world), "evaluation": evaluation,
+              "run_seed": run_seed, "metrics": metrics}
     if out is not None:
         write_json(out, result)
     print(to_json({k: round(v, 6) for k, v in metrics.items()}))

@@ -163,7 +163,8 @@ class Dataset:
         directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
-            raise DataError(str(directory), None, "not a prepared dataset (no meta.json); run `recsim data prepare` first")
+            raise DataError(str(directory), None,
+                            "not a prepared dataset (no meta.json); run `recsim data prepare` first")
         info = _read_meta(meta_path)
         arrays = load_npz(directory / "arrays.npz", ("user_ids", "item_ids", "item_categories"))
         truth = [name for name in ("truth", "truth_users", "truth_items") if name in arrays]
@@ -199,7 +200,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise DataError(str(path), None, "expected a JSON object")
     if info.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(str(path), "schema_version", f"{info.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again")
+        raise DataError(str(path), "schema_version",
+                        f"{info.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again")
     for key, kind in (("name", str), ("label_name", str), ("category_names", list), ("meta", dict)):
         if key in info and not isinstance(info[key], kind):
             raise DataError(str(path), key, f"expected a {kind.__name__}, got {info[key]!r}")

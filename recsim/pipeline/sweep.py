@@ -202,7 +202,7 @@ def aggregate(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     from recsim.evaluation.report import summary_table
 
     parts = []
-    for point, group in results.groupby("point", sort=False):
+    for _, group in results.groupby("point", sort=False):
         table = summary_table(group.drop(columns=["point", *keys]))
         for key in reversed(keys):
             table.insert(0, key, group[key].iloc[0])

@@ -18,8 +18,9 @@ The replay is vectorised over users: one pass per log position, a few array oper
 Algorithms (tianshou 2, `OfflineTrainerParams`): DiscreteBCQ (published unlikely-action
 threshold 0.6), DiscreteCQL (QR-DQN based, 20 quantiles, min-Q weight 10), DiscreteCRR; all with
 the tracker + MLP 64-64 state net and masked per-item heads, gamma 0.9; and SQN (`recsim.policy.sqn`,
-built on tianshou's public classes: a supervised head and a double-Q head on the same state). Training runs tianshou's `OfflineTrainer` epoch by epoch with the
-same checkpoints, logs and ground-truth evaluation as `recsim.policy.model_based`.
+built on tianshou's public classes: a supervised head and a double-Q head on the same state). Training
+runs tianshou's `OfflineTrainer` epoch by epoch with the same checkpoints, logs and ground-truth
+evaluation as `recsim.policy.model_based`.
 """
 from __future__ import annotations
 

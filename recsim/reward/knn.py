@@ -240,7 +240,8 @@ def knn_neighbors(indicators: np.ndarray | sp.spmatrix, k: int, metric: str = "c
     return indices, similarities
 
 
-def _default_rows(dataset: Dataset, users: np.ndarray | None, items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _default_rows(dataset: Dataset, users: np.ndarray | None,
+                  items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     if users is None:
         users = dataset.truth_users if dataset.has_truth else np.arange(dataset.n_users)
     if items is None:
