@@ -181,7 +181,8 @@ def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):
 
 
 @pytest.mark.parametrize("preset", sorted(METHODS))
-def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_with_its_seed(preset, world, noisy_table, tmp_path):
+def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_with_its_seed(
+        preset, world, noisy_table, tmp_path):
     inputs = MethodInputs(world, noisy_table, noisy_table)
     run = train_method(tiny_config(preset), inputs, tmp_path / preset)
     assert np.isfinite(run.metrics["R_tra"]) and run.metrics["length"] >= 1
