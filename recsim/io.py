@@ -162,7 +162,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """`numpy.savez` (uncompressed: reward tables reload fast), atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, allow_pickle=False, **arrays)
 
 
 def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

@@ -118,12 +118,18 @@ class Dataset:
                 raise DataError(where, "truth_items", f"ids out of range [0, {self.n_items})")
         return self
 
+    def truth_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(truth float32 (len(truth_users), len(truth_items)), truth_users int, truth_items int);
+        `DataError` when the dataset has no ground truth."""
+        if self.truth is None or self.truth_users is None or self.truth_items is None:
+            raise DataError(self.name, "truth", "this dataset has no ground-truth matrix")
+        return self.truth, self.truth_users, self.truth_items
+
     def truth_dense(self) -> np.ndarray:
         """The ground truth as a float32 (n_users, n_items) matrix, NaN outside the truth block."""
-        if self.truth is None:
-            raise DataError(self.name, "truth", "this dataset has no ground-truth matrix")
+        truth, truth_users, truth_items = self.truth_block()
         dense = np.full((self.n_users, self.n_items), np.nan, dtype=np.float32)
-        dense[np.ix_(self.truth_users, self.truth_items)] = self.truth
+        dense[np.ix_(truth_users, truth_items)] = truth
         return dense
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -140,9 +146,10 @@ class Dataset:
                 item_ids=self.item_ids,
                 item_categories=self.item_categories,
             )
-            if self.truth is not None:
-                arrays.update(truth=self.truth, truth_users=self.truth_users, truth_items=self.truth_items)
-            np.savez(tmp / "arrays.npz", **arrays)
+            if self.has_truth:
+                truth, truth_users, truth_items = self.truth_block()
+                arrays.update(truth=truth, truth_users=truth_users, truth_items=truth_items)
+            np.savez(tmp / "arrays.npz", allow_pickle=False, **arrays)
             write_json(
                 tmp / "meta.json",
                 dict(

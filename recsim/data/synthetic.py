@@ -313,10 +313,11 @@ def write_kuairec(dataset: Dataset, directory: str | os.PathLike) -> Path:
     train = dataset.train
     big = _kuairec_interactions(dataset.user_ids[train["user"]], dataset.item_ids[train["item"]],
                                 train["label"].to_numpy(), train["timestamp"].to_numpy(), durations_ms)
-    tu, ti = np.meshgrid(dataset.truth_users, dataset.truth_items, indexing="ij")
+    truth, truth_users, truth_items = dataset.truth_block()
+    tu, ti = np.meshgrid(truth_users, truth_items, indexing="ij")
     small_ts = START_TIMESTAMP_MS + np.arange(tu.size, dtype=np.int64) % DAY_MS
     small = _kuairec_interactions(dataset.user_ids[tu.ravel()], dataset.item_ids[ti.ravel()],
-                                  dataset.truth.ravel(), small_ts, durations_ms)
+                                  truth.ravel(), small_ts, durations_ms)
     tags = [str(sorted(np.flatnonzero(row).tolist())) for row in dataset.item_categories]
     categories = pd.DataFrame({"video_id": dataset.item_ids, "feat": tags})
     users = dataset.user_features.copy()

@@ -141,7 +141,7 @@ def default_config(dataset_name: str, **overrides: Any) -> KnnConfig:
 
 def _prepare_vectors(indicators: np.ndarray | sp.spmatrix, metric: str) -> np.ndarray:
     """Dense C-contiguous float32 copy, rows L2-normalised for cosine (zero rows stay zero)."""
-    if sp.issparse(indicators):
+    if isinstance(indicators, (sp.spmatrix, sp.sparray)):
         x = np.asarray(indicators.toarray(), dtype=np.float32, order="C")
     else:
         x = np.array(indicators, dtype=np.float32, order="C", copy=True)
@@ -161,16 +161,18 @@ def _build_index(x: np.ndarray, metric: str, index: str, hnsw_m: int, nlist: int
     n, d = x.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     if index == "hnsw":
-        built = faiss.IndexHNSWFlat(d, hnsw_m, faiss_metric)
-        built.hnsw.efConstruction = max(40, 2 * hnsw_m)
-        built.hnsw.efSearch = ef_search
+        hnsw = faiss.IndexHNSWFlat(d, hnsw_m, faiss_metric)
+        hnsw.hnsw.efConstruction = max(40, 2 * hnsw_m)
+        hnsw.hnsw.efSearch = ef_search
+        built: faiss.Index = hnsw
     else:
         lists = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
         quantizer = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
-        built = faiss.IndexIVFFlat(quantizer, d, lists, faiss_metric)
-        built.cp.seed = seed
-        built.train(x)
-        built.nprobe = min(lists, nprobe or max(1, math.ceil(lists / 4)))
+        ivf = faiss.IndexIVFFlat(quantizer, d, lists, faiss_metric)
+        ivf.cp.seed = seed
+        ivf.train(x)
+        ivf.nprobe = min(lists, nprobe or max(1, math.ceil(lists / 4)))
+        built = ivf
     built.add(x)
     return built
 
