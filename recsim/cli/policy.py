@@ -64,6 +64,7 @@ def _inputs(method: str, world: Path, reward_dir: Path | None, user_model: Path 
     if spec.uncertainty == "user_model_disagreement":
         if user_model is None:
             raise ConfigError(f"method {spec.name!r} needs --user-model DIR (ensemble disagreement)")
+        assert reward is not None  # the method reads a reward table: a ConfigError above otherwise
         uncertainty = _disagreement_table(user_model, reward, device)
     item_embeddings = _item_embeddings([user_model, reward_dir], dataset.n_items) if embeddings else None
     return MethodInputs(dataset, reward, uncertainty, item_embeddings)

@@ -94,7 +94,7 @@ def parse_grid(entries: list[str]) -> list[tuple[str, list[str]]]:
     """[(key, [values])] from "key=v1,v2" entries."""
     from recsim.pipeline.spec import parse_assignment
 
-    grid = []
+    grid: list[tuple[str, list[str]]] = []
     for entry in entries:
         key, values = parse_assignment(entry)
         items = [v.strip() for v in values.split(",") if v.strip()]
