@@ -1,11 +1,12 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
 # `make docs` builds the documentation site into site/ (mkdocs --strict: a broken reference fails).
+# `make lint` runs ruff (package, benchmarks, tests) and mypy (package), as configured in pyproject.toml.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs venv clean bench
+.PHONY: demo test lint docs venv clean bench
 
 venv: $(STAMP)
 
@@ -22,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check recsim benchmarks tests
+	$(VENV)/bin/mypy
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

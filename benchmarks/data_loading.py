@@ -44,8 +44,9 @@ def make_folder(directory: Path, n_rows: int, seed: int = 0) -> None:
     write_matrix(directory / "big_matrix.csv", rng.integers(0, N_USERS, n_rows), rng.integers(0, N_ITEMS, n_rows), rng)
     tu, ti = np.meshgrid(np.arange(TRUTH_USERS), np.arange(TRUTH_ITEMS), indexing="ij")
     write_matrix(directory / "small_matrix.csv", tu.ravel(), ti.ravel(), rng)
-    tags = ['"[%d, %d]"' % (i % 31, (i * 7) % 31) if i % 3 else "[%d]" % (i % 31) for i in range(N_ITEMS)]
-    (directory / "item_categories.csv").write_text("video_id,feat\n" + "\n".join(f"{i},{t}" for i, t in enumerate(tags)) + "\n")
+    tags = [f'"[{i % 31}, {(i * 7) % 31}]"' if i % 3 else f"[{i % 31}]" for i in range(N_ITEMS)]
+    rows = "\n".join(f"{i},{t}" for i, t in enumerate(tags))
+    (directory / "item_categories.csv").write_text("video_id,feat\n" + rows + "\n")
     (directory / "user_features.csv").write_text(
         "user_id,user_active_degree\n" + "\n".join(f"{u},{'high' if u % 2 else 'low'}" for u in range(N_USERS)) + "\n")
 

@@ -180,7 +180,8 @@ def main() -> None:
         "n_users": n_users, "n_items": N_ITEMS, "k": K,
         "observed_density": round(len(log["user"]) / (n_users * N_ITEMS), 5),
         "cpu_count": os.cpu_count(),
-        "baseline": "published: dense float64 user x user cosine similarity (sklearn normalize + X X^T) + argsort per row + dense mean/variance",
+        "baseline": "published: dense float64 user x user cosine similarity (sklearn normalize + X X^T)"
+                    " + argsort per row + dense mean/variance",
     }
     for approach in APPROACHES:
         r = results[approach]

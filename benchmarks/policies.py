@@ -8,8 +8,8 @@ Pipeline (all through the public APIs, inside this run):
    static scorers), its disagreement table ("ours") and its item embeddings (trackers).
 3. The same ensemble trained with IPS weights (the "ips" method's simulator).
 4. ROLeR's kNN table (`recsim.reward.knn.build_knn_reward_table`, the dataset's defaults).
-5. Each method of `recsim.policy.methods.METHODS` with `train_method` (the CLI's and the pipeline's path) on the CPU budget, seeds
-   0, 1, 2, evaluated in the ground-truth environment in NX_0 (category quit rule, N = 4,
+5. Each method of `recsim.policy.methods.METHODS` with `train_method` (the CLI's and the pipeline's path) on the CPU
+   budget, seeds 0, 1, 2, evaluated in the ground-truth environment in NX_0 (category quit rule, N = 4,
    threshold 0, 100 episodes from a fixed set of users shared by all methods).
 
 Prints one JSON object: per method the mean and std over seeds of R_tra, length, R_each, MCD and

@@ -36,12 +36,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recsim.data.synthetic import generate_world  # noqa: E402
-from recsim.env import CategoryOverlapQuit, EnvConfig  # noqa: E402
-from recsim.policy.model_based import ModelBasedConfig, train_model_based  # noqa: E402
-from recsim.policy.methods import Budget  # noqa: E402
-from recsim.reward.penalty import PenaltyConfig  # noqa: E402
-from recsim.reward.table import RewardTable  # noqa: E402
+from recsim.data.synthetic import generate_world
+from recsim.env import CategoryOverlapQuit, EnvConfig
+from recsim.policy.methods import Budget
+from recsim.policy.model_based import ModelBasedConfig, train_model_based
+from recsim.reward.penalty import PenaltyConfig
+from recsim.reward.table import RewardTable
 
 
 def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, args: argparse.Namespace) -> dict:
@@ -49,7 +49,8 @@ def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, args: 
     budget = Budget(epochs=1, epoch_num_steps=steps, num_envs=args.num_envs, episodes_per_collect=args.episodes,
                     batch_size=args.batch_size)
     config = ModelBasedConfig(method="mbpo", penalty=PenaltyConfig(0.0, 0.0), budget=budget, collector=collector,
-                              env=EnvConfig(mode="NX_0"), device=args.device, progress=False, torch_threads=args.threads)
+                              env=EnvConfig(mode="NX_0"), device=args.device, progress=False,
+                              torch_threads=args.threads)
     with tempfile.TemporaryDirectory() as out:
         result = train_model_based(config, table, quit_rule, out)
     record = result.history[-1]

@@ -29,10 +29,10 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from recsim.env import BatchedRecEnv, CategoryOverlapQuit, EnvConfig, RecEnv, TianshouVectorEnv  # noqa: E402
-from recsim.reward.entropy import EntropyTable  # noqa: E402
-from recsim.reward.penalty import PenalisedReward, preset  # noqa: E402
-from recsim.reward.table import RewardTable  # noqa: E402
+from recsim.env import BatchedRecEnv, CategoryOverlapQuit, EnvConfig, RecEnv, TianshouVectorEnv
+from recsim.reward.entropy import EntropyTable
+from recsim.reward.penalty import PenalisedReward, preset
+from recsim.reward.table import RewardTable
 
 N_USERS, N_ITEMS, N_CATEGORIES = 1411, 3327, 31
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any
+from typing import Any, TypeGuard
 
 from recsim.errors import ConfigError
+
+
+def is_dataclass_type(tp: Any) -> TypeGuard[type]:
+    """True when `tp` is a dataclass class (a field's type), not an instance of one."""
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
@@ -82,7 +88,7 @@ def convert(value: Any, tp: Any, key: str, file: str) -> Any:
         args = typing.get_args(tp)
         value_tp = args[1] if len(args) == 2 else Any
         return {str(k): convert(v, value_tp, f"{key}.{k}", file) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if is_dataclass_type(tp):
         return build_dataclass(tp, value, key, file)
     raise _fail(file, key, f"unsupported field type {_type_name(tp)}")
 
@@ -105,7 +111,7 @@ def check_overrides(cls: type, mapping: Any, key: str, file: str) -> dict[str, A
         if name not in types_:
             raise _fail(file, f"{key}.{name}", f"unknown key; {cls.__name__} fields are {', '.join(types_)}")
         field_tp = types_[name]
-        if dataclasses.is_dataclass(field_tp) and isinstance(value, dict):
+        if is_dataclass_type(field_tp) and isinstance(value, dict):
             out[name] = check_overrides(field_tp, value, f"{key}.{name}", file)
         else:
             out[name] = convert(value, field_tp, f"{key}.{name}", file)

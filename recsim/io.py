@@ -162,7 +162,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """`numpy.savez` (uncompressed: reward tables reload fast), atomically."""
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, allow_pickle=False, **arrays)
 
 
 def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -178,7 +178,8 @@ def load_npz(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[st
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except ValueError as error:
-        raise DataError(str(path), None, f"unreadable array ({str(error).splitlines()[0]}); recsim never unpickles") from None
+        reason = str(error).splitlines()[0]
+        raise DataError(str(path), None, f"unreadable array ({reason}); recsim never unpickles") from None
     except (OSError, EOFError, KeyError, zipfile.BadZipFile) as error:
         raise DataError(str(path), None, f"corrupt .npz archive ({type(error).__name__}: {error})") from None
     missing = [name for name in required if name not in arrays]

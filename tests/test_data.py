@@ -73,7 +73,8 @@ def test_kuairec_loader_with_real_side_files(shared_data: Path, tmp_path: Path) 
     side = shared_data / "kuairec_side"
     for name in ("item_categories.csv", "user_features.csv"):
         (tmp_path / name).symlink_to(side / name)
-    write_lines(tmp_path / "big_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(14, 148, 0.72), kuairec_row(7175, 10727, 1.3)])
+    write_lines(tmp_path / "big_matrix.csv", KUAIREC_COLUMNS,
+                [kuairec_row(14, 148, 0.72), kuairec_row(7175, 10727, 1.3)])
     write_lines(tmp_path / "small_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(14, 148, 0.9), kuairec_row(19, 148, 0.3)])
     data = load_kuairec(tmp_path)
     assert data.n_items == 10728 and data.n_categories == 31
@@ -182,13 +183,16 @@ MALFORMED = [
     ("missing file", lambda d: (d / "small_matrix.csv").unlink(), "small_matrix.csv: missing file"),
     ("misnamed column", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS.replace("watch_ratio", "ratio"),
                                               [kuairec_row(0, 0, 1.0)]), "big_matrix.csv: watch_ratio: missing column"),
-    ("wrong type", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(0, 0, 1.0), "0,x,1,2,t,1,1.0,1.0"]),
+    ("wrong type", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS,
+                                         [kuairec_row(0, 0, 1.0), "0,x,1,2,t,1,1.0,1.0"]),
      "big_matrix.csv: video_id (line 3)"),
-    ("NaN label", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(0, 0, 1.0), kuairec_row(0, 1, float("nan"))]),
+    ("NaN label", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS,
+                                        [kuairec_row(0, 0, 1.0), kuairec_row(0, 1, float("nan"))]),
      "big_matrix.csv: watch_ratio (line 3): missing value"),
     ("negative label", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(0, 0, -1.0)]),
      "big_matrix.csv: watch_ratio (line 2): value -1.0 outside"),
-    ("duplicate pair", lambda d: write_lines(d / "small_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(0, 0, 1.0), kuairec_row(0, 0, 2.0)]),
+    ("duplicate pair", lambda d: write_lines(d / "small_matrix.csv", KUAIREC_COLUMNS,
+                                             [kuairec_row(0, 0, 1.0), kuairec_row(0, 0, 2.0)]),
      "small_matrix.csv: user_id,video_id (line 3): duplicate pair (0, 0)"),
     ("negative id", lambda d: write_lines(d / "big_matrix.csv", KUAIREC_COLUMNS, [kuairec_row(-3, 0, 1.0)]),
      "big_matrix.csv: user_id (line 2)"),
@@ -230,7 +234,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_synth_prepare_info(tmp_path: Path) -> None:
-    done = run_cli("data", "synth", "--preset", "tiny", "--seed", "1", "--format", "kuairec", "--out", str(tmp_path / "raw"))
+    done = run_cli("data", "synth", "--preset", "tiny", "--seed", "1", "--format", "kuairec",
+                   "--out", str(tmp_path / "raw"))
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "raw" / "config.json").read_text())["seed"] == 1
     done = run_cli("data", "prepare", "kuairec", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "prepared"))

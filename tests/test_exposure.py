@@ -136,7 +136,8 @@ def test_intra_list_diversity_matches_naive_loop(metric):
     rng = np.random.default_rng(1)
     vectors = rng.random((12, 4)) < 0.4 if metric == "jaccard" else rng.normal(size=(12, 4))
     episodes = [rng.integers(0, 12, rng.integers(0, 7)) for _ in range(20)]
-    assert intra_list_diversity(episodes, vectors, metric, chunk_size=6) == pytest.approx(_naive_ild(episodes, vectors, metric))
+    expected = _naive_ild(episodes, vectors, metric)
+    assert intra_list_diversity(episodes, vectors, metric, chunk_size=6) == pytest.approx(expected)
 
 
 def test_novelty():

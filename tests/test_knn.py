@@ -249,7 +249,8 @@ def user_model_dir(tmp_path):
     rng = np.random.default_rng(7)
     predicted = np.nan_to_num(world.truth_dense()) + rng.normal(0, 0.1, (world.n_users, world.n_items))
     RewardTable(predicted, np.zeros_like(predicted), np.arange(world.n_users), np.arange(world.n_items)).save(tmp_path)
-    np.savez(tmp_path / "embeddings.npz", user=rng.normal(size=(world.n_users, 4)), item=rng.normal(size=(world.n_items, 4)))
+    np.savez(tmp_path / "embeddings.npz", user=rng.normal(size=(world.n_users, 4)),
+             item=rng.normal(size=(world.n_items, 4)))
     return world, tmp_path
 
 

@@ -10,9 +10,9 @@ from recsim.data.synthetic import generate_world
 from recsim.env import BatchedRecEnv, CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
 from recsim.policy.actors import build_tracker
+from recsim.policy.methods import Budget
 from recsim.policy.model_based import AgentConfig, ModelBasedConfig, build_agent, train_model_based
 from recsim.policy.onpolicy import BatchedCollector, _Round, flatten_round
-from recsim.policy.methods import Budget
 from recsim.policy.scaling import FeedbackScale
 from recsim.policy.trackers import TrackerConfig
 from recsim.reward.penalty import PenaltyConfig

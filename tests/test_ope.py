@@ -109,7 +109,8 @@ def test_exact_properties(seed):
         assert snips(r, scale * p, a) == pytest.approx(snips(r, p, a))
         assert ncis(r, scale * p, a, math.inf) == pytest.approx(ncis(r, p, a, math.inf))
         assert ncis(r, scale * p, a, 2.0 / scale) == pytest.approx(ncis(r, p, a, 2.0))
-        assert point_ncis(r, scale * p, a, 2.0 / scale, context=user) == pytest.approx(point_ncis(r, p, a, 2.0, context=user))
+        expected = point_ncis(r, p, a, 2.0, context=user)
+        assert point_ncis(r, scale * p, a, 2.0 / scale, context=user) == pytest.approx(expected)
 
 
 def test_point_ncis_hand_computed():

@@ -73,7 +73,7 @@ def test_presets():
     assert preset("kuairec", "dorl") == PenaltyConfig(0.05, 5.0)
     assert preset("KuaiRand", "MOPO") == PenaltyConfig(0.01, 0.0)
     assert preset("kuairand", "dorl") == PenaltyConfig(0.01, 0.05)
-    for dataset, methods in PRESETS.items():
+    for methods in PRESETS.values():
         assert methods["mbpo"] == PenaltyConfig(0.0, 0.0)
         assert methods["roler"] == methods["dorl"]
     # the released code's Coat / Yahoo commands: lambda_U 0.005 and no entropy bonus (no timestamps)

@@ -158,8 +158,9 @@ def test_planted_pickles_never_run_and_give_one_line(tmp_path, capsys):
     truth = RewardTable.from_truth(world.truth, world.truth_users, world.truth_items)
     truth.save(tmp_path / "table")
     run = tmp_path / "sqn"
-    args = ["policy", "train", "--preset", "sqn", "--world", str(tmp_path / "world"), "--reward", str(tmp_path / "table"),
-            "--out", str(run), "--quiet", "--eval-episodes", "5", *cli_params(TINY_OFFLINE)]
+    args = ["policy", "train", "--preset", "sqn", "--world", str(tmp_path / "world"),
+            "--reward", str(tmp_path / "table"), "--out", str(run), "--quiet", "--eval-episodes", "5",
+            *cli_params(TINY_OFFLINE)]
     assert main(args) == 0
     target = tmp_path / "written-by-unpickling"
     for planted in (run / "policy.pt", run / "checkpoints" / "last.pt"):

@@ -11,13 +11,19 @@ from recsim.cli import main
 from recsim.data.synthetic import generate_world
 from recsim.env import CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
+from recsim.evaluation.online import EvalConfig, OnlineEvaluator
 from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, categorical_from_logits
 from recsim.policy.base import observation_batch
-from recsim.evaluation.online import EvalConfig, OnlineEvaluator
 from recsim.policy.methods import METHODS, budget, describe
 from recsim.policy.offline import log_transitions
-from recsim.policy.static import (EpsilonGreedyRecommender, GreedyRecommender, PopularRecommender,
-                                  QuitAwareGreedyRecommender, RandomRecommender, UCBRecommender)
+from recsim.policy.static import (
+    EpsilonGreedyRecommender,
+    GreedyRecommender,
+    PopularRecommender,
+    QuitAwareGreedyRecommender,
+    RandomRecommender,
+    UCBRecommender,
+)
 from recsim.policy.trackers import TrackerConfig, make_tracker
 from recsim.policy.train import MethodConfig, MethodInputs, method_config, train_method
 from recsim.reward.table import RewardTable
@@ -175,7 +181,8 @@ def test_ground_truth_evaluator_metrics_match_a_hand_reduction(world):
 
 
 @pytest.mark.parametrize("preset", sorted(METHODS))
-def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_with_its_seed(preset, world, noisy_table, tmp_path):
+def test_every_method_trains_one_tiny_epoch_acts_within_the_mask_and_repeats_with_its_seed(
+        preset, world, noisy_table, tmp_path):
     inputs = MethodInputs(world, noisy_table, noisy_table)
     run = train_method(tiny_config(preset), inputs, tmp_path / preset)
     assert np.isfinite(run.metrics["R_tra"]) and run.metrics["length"] >= 1

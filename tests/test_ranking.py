@@ -71,10 +71,12 @@ def test_ndcg_and_recall_match_naive_loop(seed, k, use_mask):
     if not use_mask:
         relevance = np.nan_to_num(relevance)
         mask = None
-    np.testing.assert_allclose(ndcg_per_user(scores, relevance, k, mask), _naive_ndcg(scores, relevance, k, mask), equal_nan=True)
-    np.testing.assert_allclose(recall_per_user(scores, relevance, k, mask), _naive_recall(scores, relevance, k, mask), equal_nan=True)
-    assert ndcg_at_k(scores, relevance, k, mask) == pytest.approx(np.nanmean(_naive_ndcg(scores, relevance, k, mask)))
-    assert recall_at_k(scores, relevance, k, mask) == pytest.approx(np.nanmean(_naive_recall(scores, relevance, k, mask)))
+    naive_ndcg = _naive_ndcg(scores, relevance, k, mask)
+    naive_recall = _naive_recall(scores, relevance, k, mask)
+    np.testing.assert_allclose(ndcg_per_user(scores, relevance, k, mask), naive_ndcg, equal_nan=True)
+    np.testing.assert_allclose(recall_per_user(scores, relevance, k, mask), naive_recall, equal_nan=True)
+    assert ndcg_at_k(scores, relevance, k, mask) == pytest.approx(np.nanmean(naive_ndcg))
+    assert recall_at_k(scores, relevance, k, mask) == pytest.approx(np.nanmean(naive_recall))
 
 
 def test_ndcg_hand_computed_graded():
@@ -139,7 +141,8 @@ def test_ips_ndcg_reduces_to_ndcg_and_is_scale_invariant():
     rng = np.random.default_rng(3)
     propensity = rng.uniform(0.05, 1.0, scores.shape)
     scaled = propensity * rng.uniform(0.1, 10.0, (scores.shape[0], 1))
-    assert ips_ndcg_at_k(scores, relevance, scaled, 5, mask) == pytest.approx(ips_ndcg_at_k(scores, relevance, propensity, 5, mask))
+    expected = ips_ndcg_at_k(scores, relevance, propensity, 5, mask)
+    assert ips_ndcg_at_k(scores, relevance, scaled, 5, mask) == pytest.approx(expected)
 
 
 def test_ips_weighting_favours_rare_observations():

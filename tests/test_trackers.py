@@ -156,7 +156,8 @@ def test_a2c_trains_tracker_end_to_end():
     before = tracker.item_embedding.weight.detach().clone()
     actor = DiscreteActor(preprocess_net=tracker, action_shape=N_ITEMS, hidden_sizes=(16,), softmax_output=False)
     critic = DiscreteCritic(preprocess_net=tracker, hidden_sizes=(16,))
-    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=lambda logits: torch.distributions.Categorical(logits=logits),
+    policy = ProbabilisticActorPolicy(actor=actor,
+                                      dist_fn=lambda logits: torch.distributions.Categorical(logits=logits),
                                       action_space=venv.action_space[0], action_scaling=False)
     algorithm = A2C(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=1e-2), gamma=0.9, gae_lambda=1.0)
     collector = Collector(algorithm, venv, VectorReplayBuffer(400, 8))

@@ -69,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("name", choices=DATASET_NAMES)
     p.add_argument("--raw", required=True, type=Path, help="folder of the raw files (or a synthetic world)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--cache", type=Path, default=None, help="cache folder (default $RECSIM_CACHE_DIR or ~/.cache/recsim)")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="cache folder (default $RECSIM_CACHE_DIR or ~/.cache/recsim)")
     p.set_defaults(handler=prepare)
 
     p = commands.add_parser("info", help="describe a dataset")

@@ -19,8 +19,8 @@ from recsim.outdir import output_dir, output_file
 from recsim.policy.methods import METHODS, describe, get_method
 from recsim.policy.runtime import torch_device
 from recsim.policy.storage import load_policy, saved_config
-from recsim.policy.train import MethodInputs, method_config, train_method
 from recsim.policy.trackers import TRACKERS, TrackerConfig
+from recsim.policy.train import MethodInputs, method_config, train_method
 from recsim.reward.table import RewardTable
 from recsim.seeds import seed_argument
 
@@ -64,6 +64,7 @@ def _inputs(method: str, world: Path, reward_dir: Path | None, user_model: Path 
     if spec.uncertainty == "user_model_disagreement":
         if user_model is None:
             raise ConfigError(f"method {spec.name!r} needs --user-model DIR (ensemble disagreement)")
+        assert reward is not None  # the method reads a reward table: a ConfigError above otherwise
         uncertainty = _disagreement_table(user_model, reward, device)
     item_embeddings = _item_embeddings([user_model, reward_dir], dataset.n_items) if embeddings else None
     return MethodInputs(dataset, reward, uncertainty, item_embeddings)
@@ -161,8 +162,8 @@ def _evaluate(args: argparse.Namespace, out: Path | None) -> int:
     evaluation = dataclasses.replace(config.evaluation, **changes)
     run_seed = args.seed if args.seed is not None else config.seed
     metrics = OnlineEvaluator(dataset, evaluation, config.env, config.quit).evaluate(policy, run_seed, args.device)
-    result = {"recsim": EVALUATION_KIND, "run": str(args.run), "world": str(args.world), "evaluation": evaluation, "run_seed": run_seed,
-              "metrics": metrics}
+    result = {"recsim": EVALUATION_KIND, "run": str(args.run), "world": str(args.world), "evaluation": evaluation,
+              "run_seed": run_seed, "metrics": metrics}
     if out is not None:
         write_json(out, result)
     print(to_json({k: round(v, 6) for k, v in metrics.items()}))

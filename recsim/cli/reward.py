@@ -64,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("knn", help="ROLeR's kNN reward table (faiss neighbour search)")
     p.add_argument("--data", required=True, type=Path, help="a prepared dataset folder")
     p.add_argument("--user-model", type=Path, default=None,
-                   help="user-model folder (reward_table.npz, embeddings.npz) for predicted/embedding indicators and priors")
+                   help="user-model folder (reward_table.npz, embeddings.npz) for predicted/embedding indicators "
+                        "and priors")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--k", type=int, help="neighbours per user (default per dataset: 30 KuaiRec, 150 KuaiRand, ...)")
     p.add_argument("--metric", choices=METRICS)

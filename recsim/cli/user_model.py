@@ -41,7 +41,8 @@ def load_model(directory: Path, device: str):
     for k, member in enumerate(ensemble.members):
         for name, tensor in member.state_dict().items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                raise DataError(str(directory), f"member {k}: {name}", "NaN or infinite weights; recsim refuses to use them")
+                raise DataError(str(directory), f"member {k}: {name}",
+                                "NaN or infinite weights; recsim refuses to use them")
     return ensemble
 
 

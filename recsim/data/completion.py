@@ -158,6 +158,7 @@ def complete_matrix(dataset: Dataset, config: CompletionConfig | None = None
     model = fit_factor_model(log["user"].to_numpy(), log["item"].to_numpy(), log["label"].to_numpy(),
                              dataset.n_users, dataset.n_items, config)
     test = dataset.test
+    assert test is not None  # _fit_log raised a DataError otherwise
     users = np.arange(dataset.n_users) if config.users == "all" else np.unique(test["user"].to_numpy())
     items = np.arange(dataset.n_items) if config.items == "all" else np.unique(test["item"].to_numpy())
     matrix = model.predict(users, items)

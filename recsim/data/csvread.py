@@ -23,7 +23,7 @@ def require_files(directory: str | Path, names: list[str], hint: str) -> dict[st
     if not directory.is_dir():
         raise DataError(str(directory), None, f"directory not found; {hint}")
     paths = {name: directory / name for name in names}
-    for name, path in paths.items():
+    for path in paths.values():
         if not path.is_file():
             raise DataError(str(path), None, f"missing file; {hint}")
     return paths
@@ -56,7 +56,7 @@ def read_csv_columns(path: Path, columns: dict[str, pa.DataType], *, delimiter: 
     for column in columns:
         if column not in names:
             raise DataError(str(path), column, f"missing column (found: {_visible(names)})")
-    read_options = pacsv.ReadOptions(column_names=column_names, block_size=1 << 25) if column_names else pacsv.ReadOptions(block_size=1 << 25)
+    read_options = pacsv.ReadOptions(column_names=column_names or None, block_size=1 << 25)
     try:
         table = pacsv.read_csv(
             path,

@@ -75,7 +75,7 @@ class Dataset:
     def has_truth(self) -> bool:
         return self.truth is not None
 
-    def validate(self, source: str | None = None) -> "Dataset":
+    def validate(self, source: str | None = None) -> Dataset:
         """Check shapes, dtypes and id ranges; raise `DataError` naming the first problem."""
         where = source or f"dataset {self.name!r}"
         for count, what in ((self.n_users, "users"), (self.n_items, "items")):
@@ -118,12 +118,18 @@ class Dataset:
                 raise DataError(where, "truth_items", f"ids out of range [0, {self.n_items})")
         return self
 
+    def truth_block(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(truth float32 (len(truth_users), len(truth_items)), truth_users int, truth_items int);
+        `DataError` when the dataset has no ground truth."""
+        if self.truth is None or self.truth_users is None or self.truth_items is None:
+            raise DataError(self.name, "truth", "this dataset has no ground-truth matrix")
+        return self.truth, self.truth_users, self.truth_items
+
     def truth_dense(self) -> np.ndarray:
         """The ground truth as a float32 (n_users, n_items) matrix, NaN outside the truth block."""
-        if self.truth is None:
-            raise DataError(self.name, "truth", "this dataset has no ground-truth matrix")
+        truth, truth_users, truth_items = self.truth_block()
         dense = np.full((self.n_users, self.n_items), np.nan, dtype=np.float32)
-        dense[np.ix_(self.truth_users, self.truth_items)] = self.truth
+        dense[np.ix_(truth_users, truth_items)] = truth
         return dense
 
     def save(self, directory: str | os.PathLike) -> Path:
@@ -140,9 +146,10 @@ class Dataset:
                 item_ids=self.item_ids,
                 item_categories=self.item_categories,
             )
-            if self.truth is not None:
-                arrays.update(truth=self.truth, truth_users=self.truth_users, truth_items=self.truth_items)
-            np.savez(tmp / "arrays.npz", **arrays)
+            if self.has_truth:
+                truth, truth_users, truth_items = self.truth_block()
+                arrays.update(truth=truth, truth_users=truth_users, truth_items=truth_items)
+            np.savez(tmp / "arrays.npz", allow_pickle=False, **arrays)
             write_json(
                 tmp / "meta.json",
                 dict(
@@ -156,14 +163,15 @@ class Dataset:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Dataset":
+    def load(cls, directory: str | os.PathLike) -> Dataset:
         """Read a dataset written by `save`, checked file by file (`validate`): a missing or
         corrupt file, a missing field or array, or shapes that disagree raise `DataError`
         naming the file."""
         directory = Path(directory)
         meta_path = directory / "meta.json"
         if not meta_path.is_file():
-            raise DataError(str(directory), None, "not a prepared dataset (no meta.json); run `recsim data prepare` first")
+            raise DataError(str(directory), None,
+                            "not a prepared dataset (no meta.json); run `recsim data prepare` first")
         info = _read_meta(meta_path)
         arrays = load_npz(directory / "arrays.npz", ("user_ids", "item_ids", "item_categories"))
         truth = [name for name in ("truth", "truth_users", "truth_items") if name in arrays]
@@ -199,7 +207,8 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise DataError(str(path), None, "expected a JSON object")
     if info.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(str(path), "schema_version", f"{info.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again")
+        raise DataError(str(path), "schema_version",
+                        f"{info.get('schema_version')} is not {SCHEMA_VERSION}; prepare it again")
     for key, kind in (("name", str), ("label_name", str), ("category_names", list), ("meta", dict)):
         if key in info and not isinstance(info[key], kind):
             raise DataError(str(path), key, f"expected a {kind.__name__}, got {info[key]!r}")

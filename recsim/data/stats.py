@@ -24,7 +24,8 @@ def summarise(dataset: Dataset) -> dict[str, Any]:
         "n_test": int(len(dataset.test)) if dataset.test is not None else 0,
         "density": float(len(train) / n_pairs) if n_pairs else 0.0,
         "label_mean": float(labels.mean()) if len(labels) else float("nan"),
-        "label_quantiles": {q: float(np.quantile(labels, float(q))) for q in ("0.0", "0.25", "0.5", "0.75", "1.0")} if len(labels) else {},
+        "label_quantiles": ({q: float(np.quantile(labels, float(q))) for q in ("0.0", "0.25", "0.5", "0.75", "1.0")}
+                            if len(labels) else {}),
         "popularity_gini_train": float(gini(item_counts)),
         "n_categories": dataset.n_categories,
         "categories_per_item": float(dataset.item_categories.sum(axis=1).mean()) if dataset.n_categories else 0.0,

@@ -18,8 +18,8 @@ compared on them):
    + personalisation * (affinity(u, i) + eps_ui)), eps_ui ~ N(0, preference_noise^2) fixed per
    pair (the recommender's imperfect knowledge). pop_0(i) = w_{primary(i)} * exp(pop_spread * z_i)
    with z_i correlated with quality. After each day pop_{t+1}(i) = pop_t(i) + feedback_rate *
-   sum_j pop_t(j) * (i's share of the day's summed logged labels): exposure feeds popularity, the rich get richer, so the
-   log is missing-not-at-random and carries a Matthew effect. Every logged row records its exact
+   sum_j pop_t(j) * (i's share of the day's summed logged labels): exposure feeds popularity, the rich get richer,
+   so the log is missing-not-at-random and carries a Matthew effect. Every logged row records its exact
    propensity pi_b(i | u) for that day.
 6. **Feedback.** Logged label = truth(u, i) * LogNormal(-s^2/2, s) with s = label_noise: mean
    preserving and not clipped (like KuaiRec's logged watch ratios, which exceed 5), so
@@ -93,7 +93,8 @@ class WorldConfig:
                 raise ConfigError(f"WorldConfig.{name}: must be >= 1, got {getattr(self, name)}")
         if self.n_users * self.n_items > MAX_CELLS:
             raise ConfigError(f"WorldConfig.n_users x n_items: {self.n_users * self.n_items:,} pairs; the "
-                              f"synthetic world holds at most {MAX_CELLS:,} (several dense float matrices of that size)")
+                              f"synthetic world holds at most {MAX_CELLS:,} "
+                              "(several dense float matrices of that size)")
         if self.test_per_user < 0:
             raise ConfigError(f"WorldConfig.test_per_user: must be >= 0, got {self.test_per_user}")
         if self.duration_median_ms <= 0:
@@ -312,10 +313,11 @@ def write_kuairec(dataset: Dataset, directory: str | os.PathLike) -> Path:
     train = dataset.train
     big = _kuairec_interactions(dataset.user_ids[train["user"]], dataset.item_ids[train["item"]],
                                 train["label"].to_numpy(), train["timestamp"].to_numpy(), durations_ms)
-    tu, ti = np.meshgrid(dataset.truth_users, dataset.truth_items, indexing="ij")
+    truth, truth_users, truth_items = dataset.truth_block()
+    tu, ti = np.meshgrid(truth_users, truth_items, indexing="ij")
     small_ts = START_TIMESTAMP_MS + np.arange(tu.size, dtype=np.int64) % DAY_MS
     small = _kuairec_interactions(dataset.user_ids[tu.ravel()], dataset.item_ids[ti.ravel()],
-                                  dataset.truth.ravel(), small_ts, durations_ms)
+                                  truth.ravel(), small_ts, durations_ms)
     tags = [str(sorted(np.flatnonzero(row).tolist())) for row in dataset.item_categories]
     categories = pd.DataFrame({"video_id": dataset.item_ids, "feat": tags})
     users = dataset.user_features.copy()

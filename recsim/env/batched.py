@@ -46,7 +46,7 @@ class BatchedRecEnv:
         breakdown: compute the reward breakdown for `info` (two extra gathers per step).
     """
 
-    metadata = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}
     spec = None
     reward_range = (-float("inf"), float("inf"))
 
@@ -105,7 +105,7 @@ class BatchedRecEnv:
         fancy = not isinstance(sel, slice)
         history = self._recent[sel, self._width - self.config.history_window:]
         if not self.mode.mask_recommended:
-            mask = np.broadcast_to(self._mask[0], (len(sel) if fancy else self.num_envs, self.n_items))
+            mask = np.broadcast_to(self._mask[0], (self.num_envs if isinstance(sel, slice) else len(sel), self.n_items))
         else:
             mask = self._mask[sel] if fancy else self._mask.view()
             mask.flags.writeable = False

@@ -124,7 +124,7 @@ def mcd(recommended_items: ItemsLike, item_categories: np.ndarray, dominating: n
     _check_ids(flat, item_categories.shape[0], "recommended_items")
     if flat.size == 0:
         return float("nan")
-    is_dominating = item_categories[:, np.asarray(dominating, dtype=np.int64)].any(axis=1)
+    is_dominating = np.asarray(item_categories[:, np.asarray(dominating, dtype=np.int64)].any(axis=1))
     return float(is_dominating[flat].mean())
 
 
@@ -258,8 +258,8 @@ def intra_list_diversity(
         total = np.where(pairs, dist, 0.0).sum(axis=(1, 2))
         ok = n_pairs > 0
         values.append(total[ok] / n_pairs[ok])
-    values = np.concatenate(values) if values else np.zeros(0)
-    return float(values.mean()) if values.size else float("nan")
+    per_list = np.concatenate(values) if values else np.zeros(0)
+    return float(per_list.mean()) if per_list.size else float("nan")
 
 
 def _popularity_share(popularity: np.ndarray, smoothing: float) -> np.ndarray:

@@ -231,7 +231,7 @@ def figure_categories(items: dict[str, np.ndarray], categories: np.ndarray, log_
     return png_bytes(fig)
 
 
-def figure_training(user_model: dict[str, list[dict[str, Any]]], curves: dict[str, list[dict[str, Any]]],
+def figure_training(user_model: dict[str, list[list[dict[str, Any]]]], curves: dict[str, list[dict[str, Any]]],
                     styles: dict[str, MethodStyle]) -> bytes | None:
     """User-model validation loss per epoch and each method's training curve; None if neither.
 

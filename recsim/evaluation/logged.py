@@ -35,7 +35,7 @@ OPE_CHUNK = 4096
 def first_step_observations(users: np.ndarray, n_items: int, window: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     n = len(users)
     mask = np.ones((n, n_items), dtype=bool)
-    obs = {"user": np.asarray(users, np.int64), "history": np.full((n, window), -1, np.int64),
+    obs: dict[str, np.ndarray] = {"user": np.asarray(users, np.int64), "history": np.full((n, window), -1, np.int64),
            "feedback": np.zeros((n, window), np.float32), "mask": mask, "turn": np.zeros(n, np.int64)}
     return obs, mask
 
@@ -178,16 +178,16 @@ def off_policy_estimates(policy: Any, dataset: Any, contexts: LoggedContexts, es
                "mask": mask, "turn": contexts.turn[sl]}
         probs = np.asarray(policy.action_probs(obs, mask), dtype=np.float32)
         action_prob[sl] = probs[np.arange(len(probs)), contexts.items[sl]]
-        if has_truth:
+        if has_truth and truth is not None:
             v_truth[sl] = np.einsum("ij,ij->i", probs, truth[contexts.users[sl]], dtype=np.float64)
-        if table_rows is not None:
+        if table_rows is not None and user_model_table is not None:
             q = user_model_table.mean[table_rows[contexts.users[sl]]]
             v_target[sl] = np.einsum("ij,ij->i", probs, q, dtype=np.float64)
             q_logged[sl] = q[np.arange(len(probs)), contexts.items[sl]]
     out: dict[str, float] = {}
     for name in estimators:
         cls = ESTIMATORS[name]
-        kwargs = {"n_bootstrap": n_bootstrap, "seed": seed}
+        kwargs: dict[str, Any] = {"n_bootstrap": n_bootstrap, "seed": seed}
         if "cap" in {f.name for f in dataclasses.fields(cls)}:
             kwargs["cap"] = cap
         estimator = cls(**kwargs)

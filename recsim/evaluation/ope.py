@@ -361,7 +361,7 @@ class Estimator:
         if not 0 <= self.min_ess_share <= 1:
             raise ConfigError(f"{cls}.min_ess_share: must be in [0, 1], got {self.min_ess_share}")
         if self.uses_cap:
-            _check_cap(getattr(self, "cap"), f"{cls}.cap")
+            _check_cap(getattr(self, "cap", math.inf), f"{cls}.cap")
 
     # -- the per-estimator part: per-row columns summed per group, and how to combine the sums
     def _columns(self, rows: _Rows) -> np.ndarray:
@@ -531,11 +531,11 @@ class PointNCIS(Estimator):
             return stats.value(), boot[:, 0] / boot[:, 1]
         # Bound the (chunk, n_pairs) multiplicity matrix, not just the (chunk, n_groups) counts.
         max_cells = max(1, (1 << 22) * n_groups // max(stats.pair_group.size, 1))
-        boot = [
+        chunks = [
             stats.resampled(counts[:, stats.pair_group].astype(np.float64))
             for counts in resample_count_chunks(n_groups, self.n_bootstrap, rng, max_cells)
         ]
-        return stats.value(), np.concatenate(boot)
+        return stats.value(), np.concatenate(chunks)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -546,6 +546,7 @@ class DM(Estimator):
     needs: ClassVar[tuple[str, ...]] = ("v_target",)
 
     def _columns(self, rows: _Rows) -> np.ndarray:
+        assert rows.v_target is not None  # in `needs`: estimate raised without it
         return np.stack([rows.v_target, np.ones_like(rows.reward)], axis=1)
 
     def _combine(self, sums: np.ndarray) -> np.ndarray:
@@ -562,6 +563,7 @@ class DR(Estimator):
     uses_cap: ClassVar[bool] = True
 
     def _columns(self, rows: _Rows) -> np.ndarray:
+        assert rows.v_target is not None and rows.q_logged is not None  # in `needs`: estimate raised without them
         w = np.minimum(rows.weight, self.cap)
         return np.stack([rows.v_target + w * (rows.reward - rows.q_logged), np.ones_like(rows.reward)], axis=1)
 
@@ -577,6 +579,7 @@ class SNDR(Estimator):
     needs: ClassVar[tuple[str, ...]] = ("q_logged", "v_target")
 
     def _columns(self, rows: _Rows) -> np.ndarray:
+        assert rows.v_target is not None and rows.q_logged is not None  # in `needs`: estimate raised without them
         w = rows.weight
         ones = np.ones_like(rows.reward)
         return np.stack([rows.v_target, ones, w * (rows.reward - rows.q_logged), w], axis=1)

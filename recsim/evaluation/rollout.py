@@ -85,7 +85,7 @@ class EpisodeLog:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EpisodeLog":
+    def load(cls, path: str | os.PathLike) -> EpisodeLog:
         path = Path(path)
         if not path.is_file():
             raise DataError(str(path), None, "episode log not found")

@@ -26,7 +26,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from recsim.config import build_dataclass, check_overrides, field_types, parse_value
+from recsim.config import build_dataclass, check_overrides, field_types, is_dataclass_type, parse_value
 from recsim.env.config import EnvConfig
 from recsim.env.quit_rules import QuitRuleConfig
 from recsim.errors import ConfigError
@@ -326,7 +326,7 @@ def _coerce_tree(data: Any, cls: type) -> Any:
         tp = types_.get(name)
         if tp is None:
             continue
-        if dataclasses.is_dataclass(tp):
+        if is_dataclass_type(tp):
             out[name] = _coerce_tree(value, tp)
         elif typing.get_origin(tp) is list and typing.get_args(tp) and dataclasses.is_dataclass(typing.get_args(tp)[0]):
             out[name] = [_coerce_tree(v, typing.get_args(tp)[0]) for v in value] if isinstance(value, list) else value

@@ -65,7 +65,7 @@ class Stage:
     name: str
     config: dict[str, Any]
     inputs: tuple[str, ...]
-    run: Callable[[Path, "Runner"], None]
+    run: Callable[[Path, Runner], None]
     version: int = 1
 
 

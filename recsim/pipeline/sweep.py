@@ -94,7 +94,7 @@ def parse_grid(entries: list[str]) -> list[tuple[str, list[str]]]:
     """[(key, [values])] from "key=v1,v2" entries."""
     from recsim.pipeline.spec import parse_assignment
 
-    grid = []
+    grid: list[tuple[str, list[str]]] = []
     for entry in entries:
         key, values = parse_assignment(entry)
         items = [v.strip() for v in values.split(",") if v.strip()]
@@ -202,7 +202,7 @@ def aggregate(results: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     from recsim.evaluation.report import summary_table
 
     parts = []
-    for point, group in results.groupby("point", sort=False):
+    for _, group in results.groupby("point", sort=False):
         table = summary_table(group.drop(columns=["point", *keys]))
         for key in reversed(keys):
             table.insert(0, key, group[key].iloc[0])
@@ -214,10 +214,10 @@ def sweep_figure(results: pd.DataFrame, keys: list[str], path: Path) -> Path | N
     """R_tra against the first grid key, one line per method (mode NX_0 when present)."""
     if not keys:
         return None
+    import matplotlib
+
     from recsim.evaluation.figures import png_bytes as _png
     from recsim.evaluation.rollout import across_seeds
-
-    import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt

@@ -47,7 +47,7 @@ class ItemCategorical(torch.distributions.Categorical):
     entropy (and its gradient) even with ent_coef 0.
     """
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> torch.Tensor:
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> torch.Tensor:
         with torch.no_grad():
             cumulative = self.logits.exp().double().cumsum_(dim=-1)
             shape = torch.Size(sample_shape) + cumulative.shape[:-1]

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from tianshou.algorithm.algorithm_base import Policy
 from tianshou.data import Batch
 
 from recsim.policy.scaling import FeedbackScale
@@ -78,7 +79,7 @@ class TianshouRecommender:
             [0, 1] range the policy was trained with (`recsim.policy.scaling`); None = as is.
     """
 
-    def __init__(self, policy: torch.nn.Module, name: str, feedback_scale: FeedbackScale | None = None) -> None:
+    def __init__(self, policy: Policy, name: str, feedback_scale: FeedbackScale | None = None) -> None:
         self.policy = policy
         self.name = name
         self.feedback_scale = feedback_scale

@@ -41,13 +41,16 @@ class TrainResult:
     out_dir: Path
 
 
-def resume_state(algorithm: Any, out: Path, resume: bool) -> tuple[list[dict[str, Any]], tuple[int, ...], bool]:
-    """(history, logger counters, whether a checkpoint was restored) for a run in `out`."""
+def resume_state(algorithm: Any, out: Path, resume: bool
+                 ) -> tuple[list[dict[str, Any]], tuple[int, int, int], bool]:
+    """(history, logger counters (epoch, env step, gradient step), whether a checkpoint was
+    restored) for a run in `out`."""
     checkpoint = load_checkpoint(out) if resume else None
     if checkpoint is None:
         return [], (0, 0, 0), False
     restore_algorithm(algorithm, checkpoint["algorithm"])
-    return checkpoint["history"], tuple(checkpoint["counters"]), True
+    epoch, env_step, gradient_step = checkpoint["counters"]
+    return checkpoint["history"], (epoch, env_step, gradient_step), True
 
 
 LOSS_LIMIT = 1e6

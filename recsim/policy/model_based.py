@@ -45,17 +45,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tianshou.algorithm import A2C, PPO
 from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
 from tianshou.algorithm.optim import AdamOptimizerFactory
-from tianshou.data import Collector, VectorReplayBuffer
+from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.trainer import OnPolicyTrainerParams
+from tianshou.utils.net.common import ModuleWithVectorOutput
 from tqdm.auto import tqdm
 
 from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
-from recsim.evaluation.online import OnlineEvaluator
 from recsim.errors import ConfigError
+from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
 from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
@@ -174,8 +174,8 @@ def table_scale(table: RewardTable) -> FeedbackScale:
     return FeedbackScale(float(table.mean.min()), float(table.mean.max()))
 
 
-def build_agent(agent: AgentConfig, n_items: int, tracker: torch.nn.Module, action_space: Any,
-                observation_space: Any):
+def build_agent(agent: AgentConfig, n_items: int, tracker: ModuleWithVectorOutput, action_space: Any,
+                observation_space: Any) -> A2C:
     """The tianshou algorithm (A2C or PPO) with a masked softmax actor and a value critic."""
     state_net = StateNet(tracker, agent.hidden_sizes)
     actor = MaskedItemHead(state_net, n_items)
@@ -184,9 +184,10 @@ def build_agent(agent: AgentConfig, n_items: int, tracker: torch.nn.Module, acti
                                       action_space=action_space,
                                       observation_space=observation_space, action_scaling=False,
                                       action_bound_method=None, deterministic_eval=agent.deterministic_eval)
-    common = dict(policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=agent.lr), vf_coef=agent.vf_coef,
-                  ent_coef=agent.ent_coef, max_grad_norm=agent.max_grad_norm, gae_lambda=agent.gae_lambda,
-                  gamma=agent.gamma, max_batchsize=4096)
+    common: dict[str, Any] = dict(
+        policy=policy, critic=critic, optim=AdamOptimizerFactory(lr=agent.lr), vf_coef=agent.vf_coef,
+        ent_coef=agent.ent_coef, max_grad_norm=agent.max_grad_norm, gae_lambda=agent.gae_lambda,
+        gamma=agent.gamma, max_batchsize=4096)
     if agent.algorithm == "ppo":
         return PPO(eps_clip=agent.eps_clip, **common)
     return A2C(**common)
@@ -288,7 +289,7 @@ def _tianshou_epochs(config: ModelBasedConfig, algorithm: Any, env: BatchedRecEn
     budget = config.budget
     venv = ScaledFeedbackVectorEnv(env, scale)
     buffer = VectorReplayBuffer(max(budget.episodes_per_collect, budget.num_envs) * env.limit * 2, budget.num_envs)
-    collector = Collector(algorithm.policy, venv, buffer)
+    collector = Collector[CollectStats](algorithm.policy, venv, buffer)
     params = OnPolicyTrainerParams(
         training_collector=collector, test_collector=None, max_epochs=budget.epochs,
         epoch_num_steps=budget.epoch_num_steps, collection_step_num_env_steps=None,

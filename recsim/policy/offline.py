@@ -18,8 +18,9 @@ The replay is vectorised over users: one pass per log position, a few array oper
 Algorithms (tianshou 2, `OfflineTrainerParams`): DiscreteBCQ (published unlikely-action
 threshold 0.6), DiscreteCQL (QR-DQN based, 20 quantiles, min-Q weight 10), DiscreteCRR; all with
 the tracker + MLP 64-64 state net and masked per-item heads, gamma 0.9; and SQN (`recsim.policy.sqn`,
-built on tianshou's public classes: a supervised head and a double-Q head on the same state). Training runs tianshou's `OfflineTrainer` epoch by epoch with the
-same checkpoints, logs and ground-truth evaluation as `recsim.policy.model_based`.
+built on tianshou's public classes: a supervised head and a double-Q head on the same state). Training
+runs tianshou's `OfflineTrainer` epoch by epoch with the same checkpoints, logs and ground-truth
+evaluation as `recsim.policy.model_based`.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 from tianshou.algorithm import DiscreteBCQ, DiscreteCQL, DiscreteCRR
@@ -41,14 +42,14 @@ from tianshou.trainer import OfflineTrainerParams
 
 from recsim.env import EnvConfig, QuitRule, observation_space
 from recsim.errors import ConfigError, DataError
+from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
 from recsim.policy.actors import ItemCritic, MaskedItemHead, StateNet, build_tracker, categorical_from_logits
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
-from recsim.evaluation.online import OnlineEvaluator
-from recsim.policy.model_based import table_scale
 from recsim.policy.methods import Budget
+from recsim.policy.model_based import table_scale
 from recsim.policy.runtime import torch_device, torch_threads
 from recsim.policy.scaling import FeedbackScale
 from recsim.policy.sqn import build_sqn
@@ -297,22 +298,24 @@ def build_offline_algorithm(agent: OfflineAgentConfig, n_items: int, tracker, ac
         return build_sqn((state_net, second), n_items, optim, agent.gamma, action_space, observation_space)
     if agent.algorithm == "bcq":
         freq = max(agent.target_update_freq, 1)
-        policy = DiscreteBCQPolicy(model=MaskedItemHead(state_net, n_items, relative_margin=BCQ_MASK_MARGIN),
-                                   imitator=MaskedItemHead(state_net, n_items, relative_margin=BCQ_MASK_MARGIN),
-                                   target_update_freq=freq, unlikely_action_threshold=agent.unlikely_action_threshold,
-                                   action_space=action_space, observation_space=observation_space)
-        return DiscreteBCQ(policy=policy, optim=optim, gamma=agent.gamma, target_update_freq=freq,
+        bcq_policy = DiscreteBCQPolicy(model=MaskedItemHead(state_net, n_items, relative_margin=BCQ_MASK_MARGIN),
+                                       imitator=MaskedItemHead(state_net, n_items, relative_margin=BCQ_MASK_MARGIN),
+                                       target_update_freq=freq,
+                                       unlikely_action_threshold=agent.unlikely_action_threshold,
+                                       action_space=action_space, observation_space=observation_space)
+        return DiscreteBCQ(policy=bcq_policy, optim=optim, gamma=agent.gamma, target_update_freq=freq,
                            imitation_logits_penalty=agent.imitation_logits_penalty)
     if agent.algorithm == "cql":
-        policy = QRDQNPolicy(model=MaskedItemHead(state_net, n_items, agent.num_quantiles), action_space=action_space,
-                             observation_space=observation_space)
-        return DiscreteCQL(policy=policy, optim=optim, min_q_weight=agent.min_q_weight, gamma=agent.gamma,
+        cql_policy = QRDQNPolicy(model=MaskedItemHead(state_net, n_items, agent.num_quantiles),
+                                 action_space=action_space, observation_space=observation_space)
+        return DiscreteCQL(policy=cql_policy, optim=optim, min_q_weight=agent.min_q_weight, gamma=agent.gamma,
                            num_quantiles=agent.num_quantiles, target_update_freq=agent.target_update_freq)
-    policy = DiscreteActorPolicy(actor=MaskedItemHead(state_net, n_items), dist_fn=categorical_from_logits,
-                                 deterministic_eval=True, action_space=action_space,
-                                 observation_space=observation_space)
-    return DiscreteCRR(policy=policy, critic=ItemCritic(state_net, n_items), optim=optim,
-                       gamma=agent.gamma, policy_improvement_mode=agent.crr_mode, min_q_weight=agent.min_q_weight,
+    crr_policy = DiscreteActorPolicy(actor=MaskedItemHead(state_net, n_items), dist_fn=categorical_from_logits,
+                                     deterministic_eval=True, action_space=action_space,
+                                     observation_space=observation_space)
+    crr_mode = cast(Literal["exp", "binary", "all"], agent.crr_mode)  # checked in OfflineAgentConfig.__post_init__
+    return DiscreteCRR(policy=crr_policy, critic=ItemCritic(state_net, n_items), optim=optim,
+                       gamma=agent.gamma, policy_improvement_mode=crr_mode, min_q_weight=agent.min_q_weight,
                        target_update_freq=agent.target_update_freq)
 
 

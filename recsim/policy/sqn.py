@@ -35,6 +35,7 @@ from tianshou.algorithm.algorithm_base import OfflineAlgorithm, Policy
 from tianshou.algorithm.modelfree.reinforce import SimpleLossTrainingStats
 from tianshou.algorithm.optim import OptimizerFactory
 from tianshou.data import Batch, to_torch
+from tianshou.data.types import RolloutBatchProtocol
 from torch import nn
 
 from recsim.policy.actors import StateNet, apply_mask, observation_mask
@@ -108,7 +109,7 @@ class SQN(OfflineAlgorithm[SQNPolicy]):
         self.gamma = float(gamma)
         self.q_loss_weight = float(q_loss_weight)
 
-    def _update_with_batch(self, batch: Batch) -> SQNTrainingStats:
+    def _update_with_batch(self, batch: RolloutBatchProtocol) -> SQNTrainingStats:
         main_index = int(torch.randint(0, 2, (1,)).item())
         main, target = self.policy.networks[main_index], self.policy.networks[1 - main_index]
         logits, q_values = main(batch.obs)

@@ -21,12 +21,13 @@ generator that `reseed(seed)` restarts (evaluations call it).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
 from recsim.env.quit_rules import QuitRule
 from recsim.errors import ConfigError
-from recsim.policy.base import one_hot, uniform_probs
+from recsim.policy.base import Recommender, one_hot, uniform_probs
 from recsim.reward.table import RewardTable
 
 
@@ -205,7 +206,7 @@ class QuitAwareGreedyRecommender(ScoreRecommender):
             quits = self.quit_rule.should_quit(np.repeat(recent[rows], n_items, axis=0),
                                                np.tile(candidates, len(block))).reshape(len(block), n_items)
             safe = np.where(quits, -np.inf, block)
-            stays = np.isfinite(safe).any(axis=1)
+            stays = np.asarray(np.isfinite(safe).any(axis=1))
             out[rows] = np.argmax(np.where(stays[:, None], safe, block), axis=1)
         return out
 
@@ -267,7 +268,7 @@ def _quit_aware(inputs: StaticInputs) -> QuitAwareGreedyRecommender:
     return QuitAwareGreedyRecommender(inputs.needs_table("quit_aware"), inputs.quit_rule)
 
 
-STATIC_BASELINES = {
+STATIC_BASELINES: dict[str, Callable[[StaticInputs], Recommender]] = {
     "random": lambda inputs: RandomRecommender(inputs.seed),
     "popular": lambda inputs: PopularRecommender(inputs.train_columns, inputs.train_labels, inputs.n_columns,
                                                  inputs.config.threshold),

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 import torch
+from tianshou.algorithm.algorithm_base import Policy
 
 from recsim.env import observation_space
 from recsim.errors import ConfigError, DataError
@@ -51,7 +52,9 @@ def save_policy(policy: Recommender, config: MethodConfig, directory: str | os.P
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             torch.save(policy.policy.state_dict(), tmp)
         scale = policy.feedback_scale
-        description.update(n_items=int(policy.policy.action_space.n), embedding_dim=embedding_dim,
+        action_space = policy.policy.action_space
+        assert isinstance(action_space, gym.spaces.Discrete)  # recsim's policies pick one item column
+        description.update(n_items=int(action_space.n), embedding_dim=embedding_dim,
                            feedback_scale=None if scale is None else {"low": scale.low, "high": scale.high})
     write_json(directory / DESCRIPTION_FILE, description)
     return directory / DESCRIPTION_FILE
@@ -124,11 +127,11 @@ def _description(directory: Path) -> dict[str, Any]:
     return description
 
 
-def _network(config: MethodConfig, description: dict[str, Any], path: Path) -> torch.nn.Module:
+def _network(config: MethodConfig, description: dict[str, Any], path: Path) -> Policy:
     """The untrained tianshou policy of `config` with the shapes of `description`."""
     from recsim.policy.actors import build_tracker
-    from recsim.policy.model_based import build_agent
-    from recsim.policy.offline import build_offline_algorithm
+    from recsim.policy.model_based import AgentConfig, build_agent
+    from recsim.policy.offline import OfflineAgentConfig, build_offline_algorithm
 
     try:
         n_items = int(description["n_items"])
@@ -136,10 +139,12 @@ def _network(config: MethodConfig, description: dict[str, Any], path: Path) -> t
     except (KeyError, TypeError, ValueError) as error:
         raise DataError(str(path), "n_items", f"missing or not an integer ({error})") from None
     env = config.env
+    agent = config.agent
+    assert isinstance(agent, (AgentConfig, OfflineAgentConfig))  # load_policy rebuilt a static baseline before
     embeddings = None if dim is None else np.zeros((n_items, int(dim)), dtype=np.float32)
-    tracker = build_tracker(config.agent.tracker, n_items, embeddings, env.history_window)
+    tracker = build_tracker(agent.tracker, n_items, embeddings, env.history_window)
     action_space = gym.spaces.Discrete(n_items)
     obs_space = observation_space(1, n_items, env.history_window, env.limit_for(n_items))
-    if config.family == "model_based":
-        return build_agent(config.agent, n_items, tracker, action_space, obs_space).policy
-    return build_offline_algorithm(config.agent, n_items, tracker, action_space, obs_space).policy
+    if isinstance(agent, AgentConfig):
+        return build_agent(agent, n_items, tracker, action_space, obs_space).policy
+    return build_offline_algorithm(agent, n_items, tracker, action_space, obs_space).policy

@@ -155,11 +155,13 @@ def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None
     params = dict(params or {})
     budget_fields = {f.name for f in dataclasses.fields(Budget)}
     agent_cls = AGENT_CONFIGS[spec.family]
-    agent_fields = {f.name for f in dataclasses.fields(agent_cls)} - ({"algorithm"} if spec.family == "offline" else set())
+    fixed = {"algorithm"} if spec.family == "offline" else set()
+    agent_fields = {f.name for f in dataclasses.fields(agent_cls)} - fixed
     allowed = (budget_fields | agent_fields | set(COMMON_PARAMS)) if spec.family != "static" else agent_fields
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key for {spec.name}; choose from {', '.join(sorted(allowed))}")
+        choices = ", ".join(sorted(allowed))
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key for {spec.name}; choose from {choices}")
     agent_params = {k: v for k, v in params.items() if k in agent_fields}
     if spec.family == "offline":
         agent_params["algorithm"] = spec.name

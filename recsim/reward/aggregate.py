@@ -179,6 +179,7 @@ def aggregate_table(neighbors: np.ndarray, weights: np.ndarray, distances: np.nd
         _accumulate(indptr, indices, data, neighbors[rows], weights[rows], *views)
         total, second, observed_weight, n_obs = views
         if params.observed_only:
+            assert prior is not None  # checked above: observed-only aggregation needs a prior
             seen = observed_weight > 0
             safe = np.where(seen, observed_weight, 1.0)
             obs_mean = np.where(seen, total / safe, 0.0)

@@ -210,7 +210,7 @@ class EntropyTable:
         return max(self.orders)
 
     @classmethod
-    def from_log(cls, log: pd.DataFrame, n_items: int, config: EntropyConfig | None = None) -> "EntropyTable":
+    def from_log(cls, log: pd.DataFrame, n_items: int, config: EntropyConfig | None = None) -> EntropyTable:
         """Build from a log with columns `user`, `item` (ids < n_items) and optional `timestamp`."""
         config = config or EntropyConfig()
         for column in ("user", "item"):
@@ -316,7 +316,7 @@ class EntropyTable:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EntropyTable":
+    def load(cls, path: str | os.PathLike) -> EntropyTable:
         """Load from an `entropy.npz` file or a directory that holds one."""
         path = Path(path)
         if path.is_dir():

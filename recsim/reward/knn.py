@@ -30,8 +30,14 @@ from recsim.data.schema import Dataset
 from recsim.errors import ConfigError, DataError
 from recsim.progress import progress_bar
 from recsim.reward import indicators as ind
-from recsim.reward.aggregate import (AGGREGATES, UNCERTAINTIES, AggregateParams, aggregate_table,
-                                     neighbour_weights, similarity_to_distance)
+from recsim.reward.aggregate import (
+    AGGREGATES,
+    UNCERTAINTIES,
+    AggregateParams,
+    aggregate_table,
+    neighbour_weights,
+    similarity_to_distance,
+)
 from recsim.reward.table import RewardTable
 
 METRICS = ("cosine", "l2")
@@ -135,7 +141,7 @@ def default_config(dataset_name: str, **overrides: Any) -> KnnConfig:
 
 def _prepare_vectors(indicators: np.ndarray | sp.spmatrix, metric: str) -> np.ndarray:
     """Dense C-contiguous float32 copy, rows L2-normalised for cosine (zero rows stay zero)."""
-    if sp.issparse(indicators):
+    if isinstance(indicators, (sp.spmatrix, sp.sparray)):
         x = np.asarray(indicators.toarray(), dtype=np.float32, order="C")
     else:
         x = np.array(indicators, dtype=np.float32, order="C", copy=True)
@@ -155,16 +161,18 @@ def _build_index(x: np.ndarray, metric: str, index: str, hnsw_m: int, nlist: int
     n, d = x.shape
     faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     if index == "hnsw":
-        built = faiss.IndexHNSWFlat(d, hnsw_m, faiss_metric)
-        built.hnsw.efConstruction = max(40, 2 * hnsw_m)
-        built.hnsw.efSearch = ef_search
+        hnsw = faiss.IndexHNSWFlat(d, hnsw_m, faiss_metric)
+        hnsw.hnsw.efConstruction = max(40, 2 * hnsw_m)
+        hnsw.hnsw.efSearch = ef_search
+        built: faiss.Index = hnsw
     else:
         lists = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
         quantizer = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
-        built = faiss.IndexIVFFlat(quantizer, d, lists, faiss_metric)
-        built.cp.seed = seed
-        built.train(x)
-        built.nprobe = min(lists, nprobe or max(1, math.ceil(lists / 4)))
+        ivf = faiss.IndexIVFFlat(quantizer, d, lists, faiss_metric)
+        ivf.cp.seed = seed
+        ivf.train(x)
+        ivf.nprobe = min(lists, nprobe or max(1, math.ceil(lists / 4)))
+        built = ivf
     built.add(x)
     return built
 
@@ -234,7 +242,8 @@ def knn_neighbors(indicators: np.ndarray | sp.spmatrix, k: int, metric: str = "c
     return indices, similarities
 
 
-def _default_rows(dataset: Dataset, users: np.ndarray | None, items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _default_rows(dataset: Dataset, users: np.ndarray | None,
+                  items: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     if users is None:
         users = dataset.truth_users if dataset.has_truth else np.arange(dataset.n_users)
     if items is None:

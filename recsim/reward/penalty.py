@@ -52,7 +52,7 @@ class PenaltyConfig:
             raise ConfigError(f"PenaltyConfig.entropy_orders: need orders >= 1, got {self.entropy_orders}")
 
     @classmethod
-    def raw(cls) -> "PenaltyConfig":
+    def raw(cls) -> PenaltyConfig:
         """The table's reward as is: no penalty, no bonus, no shift (ground-truth environments)."""
         return cls(0.0, 0.0, (), subtract_min=False)
 

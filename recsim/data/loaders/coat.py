@@ -31,7 +31,8 @@ CATEGORY_GROUP = "jackettype"
 def _ratings(path: Path, matrix: np.ndarray) -> pd.DataFrame:
     if ((matrix != np.round(matrix)) | (matrix < 0) | (matrix > 5)).any():
         row, col = np.argwhere((matrix != np.round(matrix)) | (matrix < 0) | (matrix > 5))[0]
-        raise DataError(str(path), f"line {row + 1}, column {col + 1}", f"rating {matrix[row, col]} not an integer in 0..5")
+        raise DataError(str(path), f"line {row + 1}, column {col + 1}",
+                        f"rating {matrix[row, col]} not an integer in 0..5")
     users, items = np.nonzero(matrix)
     return pd.DataFrame({"user": users.astype(np.int32), "item": items.astype(np.int32),
                          "label": matrix[users, items].astype(np.float32)})
@@ -42,7 +43,8 @@ def _decode_one_hot(matrix_path: Path, map_path: Path, n_rows: int) -> tuple[pd.
     labels = [line.strip() for line in map_path.read_text().splitlines() if line.strip()]
     matrix = read_matrix(matrix_path)
     if matrix.shape != (n_rows, len(labels)):
-        raise DataError(str(matrix_path), "shape", f"{matrix.shape}, expected ({n_rows}, {len(labels)}) from {map_path.name}")
+        raise DataError(str(matrix_path), "shape",
+                        f"{matrix.shape}, expected ({n_rows}, {len(labels)}) from {map_path.name}")
     groups: dict[str, list[int]] = {}
     for column, label in enumerate(labels):
         if ":" not in label:

@@ -48,7 +48,7 @@ def _read_log(path: Path) -> pd.DataFrame:
 
 
 def _parse_tags(path: Path, tags: pd.Series) -> list[list[int]]:
-    parsed = []
+    parsed: list[list[int]] = []
     for row, text in enumerate(tags):
         if text is None or (isinstance(text, float) and np.isnan(text)) or text == "":
             parsed.append([])
@@ -56,7 +56,8 @@ def _parse_tags(path: Path, tags: pd.Series) -> list[list[int]]:
         try:
             parsed.append([int(t) for t in str(text).split(",")])
         except ValueError:
-            raise DataError(str(path), f"tag (line {row + 2})", f"{text!r} is not a comma-separated list of ints") from None
+            raise DataError(str(path), f"tag (line {row + 2})",
+                            f"{text!r} is not a comma-separated list of ints") from None
     return parsed
 
 

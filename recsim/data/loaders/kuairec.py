@@ -101,7 +101,8 @@ def load_kuairec(raw_dir: str | Path, label: str = "watch_ratio") -> Dataset:
         raise DataError("kuairec", "label", f"{label!r} is not one of {LABELS}")
     paths = require_files(raw_dir, FILES, HINT)
     small = _read_interactions(paths["small_matrix.csv"], with_time=False)
-    check_unique_pairs(paths["small_matrix.csv"], small["user_id"].to_numpy(), small["video_id"].to_numpy(), ("user_id", "video_id"))
+    check_unique_pairs(paths["small_matrix.csv"], small["user_id"].to_numpy(), small["video_id"].to_numpy(),
+                       ("user_id", "video_id"))
     truth_users, truth_items, truth = _truth_matrix(small)
     del small
     big = _read_interactions(paths["big_matrix.csv"], with_time=True)

@@ -57,7 +57,8 @@ def load_movielens_100k(raw_dir: str | Path) -> Dataset:
         user_table = read_csv_columns(user_path, USER_TYPES, delimiter="|", column_names=list(USER_TYPES))
         check_range(user_path, user_table, "age", 0, 150, first_line=1)
         user_table["age"] = (user_table["age"] // 10).astype(str)
-    users = id_map(ratings["user_id"].to_numpy(), *( [user_table["user_id"].to_numpy()] if user_table is not None else []))
+    listed_users = [user_table["user_id"].to_numpy()] if user_table is not None else []
+    users = id_map(ratings["user_id"].to_numpy(), *listed_users)
     items = id_map(ratings["item_id"].to_numpy(), item_raw)
     categories = np.zeros((len(items), len(GENRES)), dtype=bool)
     categories[to_contiguous(item_raw, items)] = genres
