@@ -79,7 +79,8 @@ def test_new_options_reject(field, value):
 
 
 def test_published_loss_by_hand():
-    """sum (yhat+ - y)^2 exp(-s+) + (yhat-)^2 exp(-s-) + s+ + s- of the published loss (docs/methods.md), target 0 for negatives."""
+    """sum (yhat+ - y)^2 exp(-s+) + (yhat-)^2 exp(-s-) + s+ + s- (the published loss, docs/methods.md),
+    target 0 for negatives."""
     model = FixedOutputs([2.0, 0.5], [0.0, -1.0])
     target = torch.tensor([3.0, 0.0])  # a logged row, then a negative
     loss = example_loss(model, torch.zeros(2, 1), target, torch.ones(2), "regression").sum()

@@ -121,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--nll-beta", type=float, help="beta of the beta-NLL loss (0: the published NLL)")
     p.add_argument("--embedding-dim", type=positive_int)
-    p.add_argument("--init-std", type=positive_float, help="std of the normal initialisation of embeddings and DNN weights")
+    p.add_argument("--init-std", type=positive_float,
+                   help="std of the normal initialisation of embeddings and DNN weights")
     p.add_argument("--task", choices=["regression", "binary"],
                    help="regression: heteroscedastic Gaussian NLL; binary: BCE on 0/1 labels")
     p.add_argument("--negatives", choices=list(NEGATIVE_SCHEMES),

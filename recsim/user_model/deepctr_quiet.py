@@ -30,7 +30,7 @@ def _install_quiet_utils() -> None:
     def check_version(version: str) -> None:
         """Do nothing: recsim never contacts the package index."""
 
-    stub.check_version = check_version
+    stub.__dict__["check_version"] = check_version  # a ModuleType's attributes are its __dict__
     sys.modules[_UTILS] = stub
 
 

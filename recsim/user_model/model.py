@@ -119,7 +119,7 @@ class FeatureSpec:
         return int(self.item_table.shape[0])
 
     @classmethod
-    def from_dataset(cls, dataset: Any) -> "FeatureSpec":
+    def from_dataset(cls, dataset: Any) -> FeatureSpec:
         """Build the spec from a `recsim.data.schema.Dataset`."""
         user_table, user_columns = _table(dataset.user_features, dataset.n_users, "user", "user_features")
         item_table, item_columns = _table(dataset.item_features, dataset.n_items, "item", "item_features")
@@ -141,7 +141,7 @@ class FeatureSpec:
                     vocabulary=self.vocabulary, embedding_names=self.embedding_names)
 
     @classmethod
-    def from_json(cls, info: dict[str, Any], user_table: np.ndarray, item_table: np.ndarray) -> "FeatureSpec":
+    def from_json(cls, info: dict[str, Any], user_table: np.ndarray, item_table: np.ndarray) -> FeatureSpec:
         return cls(list(info["user_columns"]), list(info["item_columns"]), dict(info["vocabulary"]),
                    dict(info["embedding_names"]), user_table, item_table)
 
@@ -193,13 +193,13 @@ class HeteroscedasticDeepFM(DeepFM):
         self.min_logvar = float(config.min_logvar)
         self.max_logvar = float(config.max_logvar)
 
-    def place(self, device: str) -> "HeteroscedasticDeepFM":
+    def place(self, device: str) -> HeteroscedasticDeepFM:
         """Move to `device` (deepctr keeps the device name for its regularisation tensors)."""
         self.device = str(device)
         self.linear_model.device = str(device)
         return self.to(device)
 
-    def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: N803 (deepctr's name)
+    def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         sparse_embeddings, _ = self.input_from_feature_columns(X, self.dnn_feature_columns, self.embedding_dict)
         logit = self.linear_model(X) + self.fm(torch.cat(sparse_embeddings, dim=1))
         dnn_input = torch.flatten(torch.cat(sparse_embeddings, dim=-1), start_dim=1)

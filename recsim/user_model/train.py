@@ -149,7 +149,7 @@ class TrainConfig:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"TrainConfig.device: {self.device!r} requested but CUDA is not available")
 
-    def resolved(self, dataset_name: str, n_rows: int | None = None) -> "TrainConfig":
+    def resolved(self, dataset_name: str, n_rows: int | None = None) -> TrainConfig:
         """Negative rounds from the dataset name; the batch size from the log's `n_rows` (when given)."""
         batch_size = self.batch_size
         if batch_size is None and n_rows is not None:
@@ -162,7 +162,7 @@ class TrainConfig:
         return dataclasses.replace(self, negative_rounds=rounds, batch_size=batch_size)
 
     @classmethod
-    def from_json(cls, info: dict[str, Any]) -> "TrainConfig":
+    def from_json(cls, info: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(info) - known
         if unknown:
@@ -321,6 +321,8 @@ def train_member(model: HeteroscedasticDeepFM, train: Examples, val: Examples, c
         optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
     task = config.model.task
+    batch_size = config.batch_size
+    assert batch_size is not None, "TrainConfig.resolved fills in the batch size before training"
     model.train()
     while not state["done"] and state["epoch"] < config.epochs:
         epoch = state["epoch"]
@@ -328,10 +330,10 @@ def train_member(model: HeteroscedasticDeepFM, train: Examples, val: Examples, c
         order = torch.as_tensor(permutation, device=config.device)
         x, target, weight = train.x[order], train.target[order], train.weight[order]
         total, seen = 0.0, 0
-        bar = progress_bar(range(0, len(train), config.batch_size),
+        bar = progress_bar(range(0, len(train), batch_size),
                            f"member {member} epoch {epoch + 1}/{config.epochs}", enabled=progress, leave=False)
         for start in bar:
-            sl = slice(start, start + config.batch_size)
+            sl = slice(start, start + batch_size)
             loss = example_loss(model, x[sl], target[sl], weight[sl], task, config.nll_beta).sum()
             optimizer.zero_grad(set_to_none=True)
             (loss + model.get_regularization_loss().squeeze()).backward()
@@ -340,11 +342,11 @@ def train_member(model: HeteroscedasticDeepFM, train: Examples, val: Examples, c
             seen += int(target[sl].shape[0])
             bar.set_postfix(loss=f"{total / seen:.4f}")
         bar.close()
-        val_loss = validation_loss(model, val, task, 4 * config.batch_size, config.nll_beta)
+        val_loss = validation_loss(model, val, task, 4 * batch_size, config.nll_beta)
         record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss}
         criterion = val_loss
         if config.early_stopping == "ndcg":
-            record["val_ndcg"] = validation_ndcg(model, val, 4 * config.batch_size)
+            record["val_ndcg"] = validation_ndcg(model, val, 4 * batch_size)
             criterion = -record["val_ndcg"]
         state["history"].append(record)
         state["epoch"] = epoch + 1
@@ -421,12 +423,14 @@ def train_ensemble(dataset: Any, config: TrainConfig, out_dir: str | os.PathLike
 
     item_probs = exposure_probs(items[train_rows], dataset.n_items) if config.negatives == "exposure" else None
 
+    rounds = config.negative_rounds
+    assert rounds is not None, "TrainConfig.resolved fills in the negative rounds before training"
     members, reports = [], []
     for k, member_seed in enumerate(member_seeds):
         rng = np.random.default_rng(member_seed)
         member_rows = bootstrap_rows(train_rows, rng) if config.bootstrap else train_rows
         parts = [build_examples(spec, users[rows], items[rows], labels_all[rows], weights[rows], logged,
-                                config.negative_rounds, rng, config.negative_max_tries, config.device, item_probs)
+                                rounds, rng, config.negative_max_tries, config.device, item_probs)
                  for rows in (member_rows, val_rows)]
         model = build_member(spec, config.model, member_seed, config.device)
         report = train_member(model, parts[0], parts[1], config, k, member_seed, checkpoints / f"member{k}.pt",
