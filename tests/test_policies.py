@@ -1,6 +1,7 @@
 """Policies: masked heads, the log replay, static baselines, every method's tiny training run, seeds."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -334,3 +335,14 @@ def test_divergence_and_collapse_are_flagged():
         "collapsed: the evaluation recommended 4 distinct items"]
     history = [{"epoch": 1, "warnings": ["diverged: loss is nan"]}, {"epoch": 2}]
     assert warnings_of(history) == ["epoch 1: diverged: loss is nan"]
+
+
+def test_a_collapsed_run_with_progress_says_so_on_stderr(world, noisy_table, tmp_path, capsys, monkeypatch):
+    import recsim.policy.epochs as epochs
+
+    monkeypatch.setattr(epochs, "COLLAPSE_ITEMS", 10**6)  # every evaluation counts as collapsed
+    config = dataclasses.replace(tiny_config("bcq"), progress=True)
+    run = train_method(config, MethodInputs(world, noisy_table), tmp_path / "bcq")
+    assert run.warnings and "collapsed" in run.warnings[0]
+    assert "bcq epoch 1: warning: collapsed" in capsys.readouterr().err
+    assert json.loads((tmp_path / "bcq" / "results.json").read_text())["warnings"] == run.warnings

@@ -8,6 +8,7 @@ appended to the history, and a checkpoint is written atomically.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -80,6 +81,13 @@ def health(record: dict[str, Any], n_items: int | None) -> list[str]:
     return problems
 
 
+def say_warnings(method: str, epoch: int, problems: list[str]) -> None:
+    """One line on stderr for an epoch's warnings (between a live bar's updates on a terminal)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"{method} epoch {epoch}: warning: {'; '.join(problems)}", file=sys.stderr)
+
+
 def warnings_of(history: list[dict[str, Any]]) -> list[str]:
     """The warnings of the last epoch that has any, prefixed by its epoch."""
     flagged = [h for h in history if h.get("warnings")]
@@ -110,7 +118,7 @@ def run_epochs(*, method: str, seed: int, device: str, progress: bool, budget: B
         if problems:
             record["warnings"] = problems
             if progress:
-                bar.write(f"{method} epoch {epoch}: warning: {'; '.join(problems)}")
+                say_warnings(method, epoch, problems)
         history.append(record)
         bar.set_postfix(**{postfix: f"{record[postfix]:.3f}"},
                         **({"R_tra": f"{record['R_tra']:.3f}"} if "R_tra" in record else {}))
