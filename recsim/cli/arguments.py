@@ -31,23 +31,22 @@ def fraction(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (sizes, counts)."""
+def _integer_at_least(text: str, low: int) -> int:
+    """`text` as an integer >= `low` (argparse's type error otherwise)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{text} must be >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (sizes, counts)."""
+    return _integer_at_least(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
+    return _integer_at_least(text, 0)
