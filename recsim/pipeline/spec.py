@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recsim.config import build_dataclass, check_overrides, field_types, is_dataclass_type, parse_value
+from recsim.data.split import HoldoutConfig
 from recsim.env.config import EnvConfig
 from recsim.env.quit_rules import QuitRuleConfig
 from recsim.errors import ConfigError
@@ -65,6 +66,11 @@ class DataSpec:
             fits a matrix factorisation on the random-exposure test log and uses the completed
             matrix as the ground truth (the DORL / ROLeR protocol for KuaiRand, Coat, Yahoo).
             None: no completion; such datasets get offline metrics only.
+        holdout: for a dataset without a test log (MovieLens-100k), `recsim.data.split.HoldoutConfig`
+            (`fraction`, `seed`): per user the last `fraction` of the logged rows by timestamp
+            (a seeded random choice without timestamps) is held out before any model trains and
+            becomes the test log, named a held-out part of the log (`ndcg@k_heldout_log`).
+            None: no split.
     """
 
     name: str = "synthetic"
@@ -74,6 +80,7 @@ class DataSpec:
     raw_dir: str | None = None
     cache_dir: str | None = None
     complete: dict[str, Any] | None = None
+    holdout: HoldoutConfig | None = None
 
     def __post_init__(self) -> None:
         from recsim.data.store import DATASET_NAMES
@@ -82,6 +89,9 @@ class DataSpec:
             raise ConfigError(f"data.name: unknown dataset {self.name!r}; choose from {', '.join(DATASET_NAMES)}")
         if self.complete is not None:
             self.completion_config()
+        if self.complete is not None and self.holdout is not None:
+            raise ConfigError("data.holdout: the completion (data.complete) needs a random-exposure test log, "
+                              "which a held-out part of the log is not; set one of the two")
 
     def completion_config(self):
         """The `CompletionConfig` of `complete` (None when no completion is asked for)."""

@@ -225,6 +225,8 @@ def _data_stage(spec: Spec) -> Stage:
     completion = data.completion_config()
     if completion is not None:
         config["completion"] = dataclasses.asdict(completion)
+    if data.holdout is not None:
+        config["holdout"] = dataclasses.asdict(data.holdout)
 
     def run(out: Path, runner: Runner) -> None:
         if data.name == "synthetic":
@@ -235,6 +237,10 @@ def _data_stage(spec: Spec) -> Stage:
             from recsim.data.store import load_dataset
 
             dataset = load_dataset(data.name, data.resolved_raw_dir(), cache_dir=data.cache_dir)
+        if data.holdout is not None:
+            from recsim.data.split import with_holdout
+
+            dataset = with_holdout(dataset, data.holdout)
         if completion is not None and dataset.truth is None:
             from recsim.data.completion import with_completed_truth
 
