@@ -161,6 +161,9 @@ class EvaluationSpec(EvalConfig):
         ope: OPE estimators (`recsim.evaluation.ope.ESTIMATORS` names); [] = none.
         ope_cap: cap of CIS / NCIS / PointNCIS / DR weights.
         ope_max_users: OPE uses the logged rows of at most this many users (seeded choice).
+        ope_propensity: the behaviour model of the propensities (`recsim.evaluation.propensity`):
+            "auto" (the log's own where it has them, else item popularity), "logged",
+            "item_popularity", "user_model_softmax", "user_model_popularity_softmax".
         ndcg_k: cut-offs of NDCG@k / Recall@k of each policy's first-step ranking.
     """
 
@@ -168,6 +171,7 @@ class EvaluationSpec(EvalConfig):
     ope: list[str] = dataclasses.field(default_factory=lambda: ["ips", "snips", "ncis", "dr"])
     ope_cap: float = 10.0
     ope_max_users: int = 500
+    ope_propensity: str = "auto"
     ndcg_k: list[int] = dataclasses.field(default_factory=lambda: [10])
 
     def __post_init__(self) -> None:
@@ -181,12 +185,26 @@ class EvaluationSpec(EvalConfig):
         unknown = [e for e in self.ope if e not in ESTIMATORS]
         if unknown:
             raise ConfigError(f"evaluation.ope: unknown estimator(s) {unknown}; choose from {sorted(ESTIMATORS)}")
+        from recsim.evaluation.propensity import PROPENSITY_MODELS
+
+        if self.ope_propensity not in PROPENSITY_MODELS:
+            raise ConfigError(f"evaluation.ope_propensity: unknown model {self.ope_propensity!r}; choose from "
+                              f"{', '.join(PROPENSITY_MODELS)}")
         if self.ope_max_users < 1:
             raise ConfigError(f"evaluation.ope_max_users: must be >= 1, got {self.ope_max_users}")
         if any(k < 1 for k in self.ndcg_k):
             raise ConfigError(f"evaluation.ndcg_k: cut-offs must be >= 1, got {self.ndcg_k}")
         if not self.ope_cap > 0:
             raise ConfigError(f"evaluation.ope_cap: must be > 0, got {self.ope_cap}")
+
+    @property
+    def needs_user_model(self) -> bool:
+        """Whether the off-policy evaluation reads the user model's table (DM / DR / SNDR or a
+        user-model propensity)."""
+        from recsim.evaluation.propensity import NEEDS_TABLE
+
+        return bool(self.ope) and (any(e in ("dm", "dr", "sndr") for e in self.ope)
+                                   or self.ope_propensity in NEEDS_TABLE)
 
     def online(self, mode: str | None = None) -> EvalConfig:
         """The `EvalConfig` of this section (in `mode`, default the training curve's)."""
