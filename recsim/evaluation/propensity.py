@@ -109,7 +109,8 @@ class BehaviourModel:
 def resolve_kind(kind: str, log: Any) -> str:
     """`kind` with "auto" resolved against the training log `log` (see the module docstring)."""
     if kind not in PROPENSITY_MODELS:
-        raise ConfigError(f"evaluation.ope_propensity: unknown model {kind!r}; choose from {', '.join(PROPENSITY_MODELS)}")
+        raise ConfigError(f"evaluation.ope_propensity: unknown model {kind!r}; "
+                          f"choose from {', '.join(PROPENSITY_MODELS)}")
     has_logged = "propensity" in log.columns and bool((log["propensity"].to_numpy() > 0).all())
     if kind == "auto":
         return "logged" if has_logged else "item_popularity"
