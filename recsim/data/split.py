@@ -9,7 +9,7 @@ ICDM 2018, here with a fraction instead of one item). Each user keeps at least o
 row: a user with n rows holds out min(round(fraction * n), n - 1) of them.
 
 The held-out rows are exposures chosen by the logging policy, not random exposure: the dataset
-records this in `meta["test_log"]` (`test_log_kind` reads it), and every metric computed on it
+records this in `meta["test_log"]` (`kind_of_test_log` reads it), and every metric computed on it
 is named `..._heldout_log`.
 """
 from __future__ import annotations
@@ -101,7 +101,7 @@ def with_holdout(dataset: Dataset, config: HoldoutConfig) -> Dataset:
                                test=dataset.train[mask].reset_index(drop=True), meta=meta).validate()
 
 
-def test_log_kind(dataset: Dataset) -> str | None:
+def kind_of_test_log(dataset: Dataset) -> str | None:
     """"heldout" (a part of the training log, `with_holdout`), "random" (a random-exposure test
     log shipped with the dataset) or None (no test log)."""
     if dataset.test is None:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsim.data.split import HELDOUT, test_log_kind
+from recsim.data.split import HELDOUT, kind_of_test_log
 from recsim.evaluation import ranking
 from recsim.evaluation.ope import ESTIMATORS, SNIPS, estimate_columns
 from recsim.evaluation.propensity import BehaviourModel
@@ -102,7 +102,7 @@ def ranking_references(dataset: Any) -> list[RankingReference]:
         mask = np.zeros((len(unique), n_columns), dtype=bool)
         relevance[row, items] = np.maximum(labels, 0)
         mask[row, items] = True
-        kind = "heldout_log" if test_log_kind(dataset) == HELDOUT else "random_log"
+        kind = "heldout_log" if kind_of_test_log(dataset) == HELDOUT else "random_log"
         refs.append(RankingReference(kind, unique, relevance, mask))
     return refs
 
@@ -279,7 +279,7 @@ def random_log_value(policy: Any, dataset: Any, users: np.ndarray, window: int, 
                      seed: int) -> dict[str, Any]:
     """`ope_step_random_log` columns: the policy's first-step value on the random-exposure test
     log of `users` (see the module docstring); {} without a random-exposure test log."""
-    if dataset.test is None or test_log_kind(dataset) == HELDOUT:
+    if dataset.test is None or kind_of_test_log(dataset) == HELDOUT:
         return {}
     columns = item_columns(dataset)
     test = dataset.test
