@@ -238,7 +238,7 @@ def test_diagnostics_hand_computed_and_unreliable_flag():
 
 def test_unreliable_estimates_say_why_and_their_columns_hold_no_nan():
     undefined = SNIPS().estimate(np.ones(3), np.ones(3), np.zeros(3))
-    assert undefined.reason.startswith("undefined: every importance weight is 0")
+    assert undefined.reason.startswith("undefined: every weight is 0")
     columns = undefined.columns("ope_step_snips")
     assert columns["ope_step_snips"] is None and columns["ope_step_snips_unreliable"] is True
     assert set(columns) == {"ope_step_snips" + s for s in ("", "_low", "_high", "_ess", "_unreliable", "_reason")}

@@ -219,7 +219,9 @@ def _prefixed(prefix: str, columns: dict[str, Any]) -> dict[str, Any]:
 def off_policy_estimates(policy: Any, dataset: Any, contexts: LoggedContexts, estimators: list[str], cap: float,
                          n_bootstrap: int, seed: int, user_model_table: RewardTable | None) -> dict[str, Any]:
     """`ope_step_<name>` columns of every estimator (`Estimate.columns`), `ope_step_truth` where
-    the ground truth is known, and `ope_n_contexts` / `ope_n_users`.
+    the ground truth is known, `ope_n_contexts` / `ope_n_users`, and with a reward model
+    `ope_model_residual`, the mean of reward - prediction on the logged rows (DM / DR / SNDR are
+    flagged unreliable when it exceeds `MAX_MODEL_RESIDUAL` standard deviations of the reward).
 
     Every context user must be a row of `user_model_table` when an estimator needs it, and of the
     ground truth when it exists (`covered_users`); DM / DR / SNDR without a table are reported
@@ -269,10 +271,31 @@ def off_policy_estimates(policy: Any, dataset: Any, contexts: LoggedContexts, es
         estimate = cls(**kwargs).estimate(contexts.reward, contexts.pscore, action_prob, group=contexts.users,
                                           context=contexts.users, q_logged=q_logged, v_target=v_target,
                                           pscore_source=contexts.pscore_source)
+        if cls.needs and not estimate.unreliable:
+            estimate = _checked_model(estimate, contexts.reward, q_logged)
         out.update(estimate.columns(f"{STEP}_{name}"))
+    if table_rows is not None:
+        out["ope_model_residual"] = float(np.mean(contexts.reward - q_logged))
     if truth is not None:
         out[f"{STEP}_truth"] = float(v_truth.mean())
     return out
+
+
+MAX_MODEL_RESIDUAL = 0.5
+"""DM / DR / SNDR are flagged when the reward model's mean residual on the logged rows exceeds this
+many standard deviations of the logged reward: the model is then on another scale than the
+reward (a user model trained with target-0 negatives predicts E[label] over unseen items too)."""
+
+
+def _checked_model(estimate: Any, reward: np.ndarray, q_logged: np.ndarray) -> Any:
+    """`estimate` flagged unreliable when the reward model is off the logged rewards' scale
+    (`MAX_MODEL_RESIDUAL`)."""
+    residual, spread = float(np.mean(reward - q_logged)), float(np.std(reward))
+    if abs(residual) <= MAX_MODEL_RESIDUAL * spread:
+        return estimate
+    reason = (f"reward model off the reward's scale (mean residual {residual:.3g} > {MAX_MODEL_RESIDUAL} x "
+              f"reward std {spread:.3g})")
+    return dataclasses.replace(estimate, unreliable=True, reason=reason)
 
 
 def random_log_value(policy: Any, dataset: Any, users: np.ndarray, window: int, n_bootstrap: int,

@@ -154,7 +154,7 @@ def unreliable_reason(value: float, ess_share: float, min_ess_share: float, sum_
     effective rows."""
     if not math.isfinite(value):
         if weighted and sum_weight <= 0:
-            return "undefined: every importance weight is 0 (the policy gives every logged item probability 0)"
+            return "undefined: every weight is 0 (the policy never picks a logged item)"
         return "undefined: not a finite number"
     if weighted and ess_share < min_ess_share:
         return f"effective sample size {ess_share:.2%} of the rows < {min_ess_share:.0%}"

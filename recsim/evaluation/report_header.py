@@ -67,7 +67,7 @@ def _overrides_text(run_dir: Path) -> tuple[str, int]:
 def _dataset_text(spec: dict[str, Any], dataset: Any) -> str:
     data = spec.get("data", {})
     parts = [str(data.get("name", "?"))]
-    if data.get("preset"):
+    if data.get("name") == "synthetic" and data.get("preset"):
         parts.append(f"preset {data['preset']}, world seed {data.get('world_seed')}")
     if dataset is not None:
         n_categories = dataset.item_categories.shape[1] if fig.has_categories(dataset.item_categories) else 0
@@ -123,7 +123,9 @@ def header_items(run_dir: Path, results: pd.DataFrame, dataset: Any = None) -> l
         ("budget", _budget_text(spec) if spec else "not recorded"),
         ("seeds", f"{', '.join(map(str, seeds))} ({len(seeds)} run seed{'s' if len(seeds) != 1 else ''})"),
         ("evaluation", (f"modes {', '.join(dict.fromkeys(results['mode']))}; "
-                        f"{evaluation.get('n_episodes', '?')} episodes per mode and seed")),
+                        f"{evaluation.get('episodes', evaluation.get('n_episodes', '?'))} episodes per mode and seed"
+                        if dataset is None or dataset.truth is not None else
+                        "offline only (no ground truth to roll out in): ranking metrics and off-policy estimates")),
         ("overrides", overrides),
         ("aggregation", AGGREGATION),
         *_logged_evaluation_items(results, dataset),
@@ -150,17 +152,24 @@ def _logged_evaluation_items(results: pd.DataFrame, dataset: Any) -> list[tuple[
                 if any(c.startswith(prefix) for c in results.columns)]
     if families:
         items.append(("off-policy columns", "; ".join(f"{prefix}*: {text}" for prefix, text in families)
-                      + ". A cell marked [unreliable: ...] has too few effective samples or no value"))
+                      + ". A cell marked [unreliable: reason] is not to be trusted: too few effective samples, "
+                        "no value, or a reward model off the reward's scale"))
     if "ope_pscore_source" in results.columns:
         sources = sorted({str(s) for s in results["ope_pscore_source"].dropna()})
         used = ""
         if "ope_n_contexts" in results.columns:
             contexts = pd.to_numeric(results["ope_n_contexts"], errors="coerce")
             users = pd.to_numeric(results.get("ope_n_users"), errors="coerce")
-            used = (f"; contexts used: {int(contexts.min()):,}-{int(contexts.max()):,} logged rows of "
-                    f"{int(users.min()):,}-{int(users.max()):,} users covered by the models")
+            used = (f"; contexts used: {_span(contexts)} logged rows of {_span(users)} users covered by the "
+                    "reward model, the propensities and the ground truth")
         items.append(("propensities", "; ".join(sources) + used))
     return items
+
+
+def _span(values: pd.Series) -> str:
+    """"n" or "low-high" of whole numbers."""
+    low, high = int(values.min()), int(values.max())
+    return f"{low:,}" if low == high else f"{low:,}-{high:,}"
 
 
 def report_title(title: str, run_dir: Path) -> str:
