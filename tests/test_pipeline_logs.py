@@ -66,7 +66,7 @@ def test_log_only_dataset_reports_ndcg_and_off_policy_estimates_for_every_method
         defined = results[column].notna()
         assert (defined | results[f"{column}_unreliable"]).all()
         assert results.loc[~defined, f"{column}_reason"].fillna("").astype(str).str.len().gt(0).all()
-    assert (results["ope_pscore_source"] == "item popularity").all()
+    assert results["ope_pscore_source"].str.startswith("user-model x popularity softmax").all()
     assert (results["ope_n_users"] == 40).all() and (results["ope_n_contexts"] > 0).all()
     table = (out / "report" / "results.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| ") and "method" not in line]
