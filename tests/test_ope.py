@@ -236,6 +236,22 @@ def test_diagnostics_hand_computed_and_unreliable_flag():
     assert not DM().estimate(np.ones(n), np.full(n, 1e-3), a_big, v_target=np.ones(n)).unreliable
 
 
+def test_unreliable_estimates_say_why_and_their_columns_hold_no_nan():
+    undefined = SNIPS().estimate(np.ones(3), np.ones(3), np.zeros(3))
+    assert undefined.reason.startswith("undefined: every weight is 0")
+    columns = undefined.columns("ope_step_snips")
+    assert columns["ope_step_snips"] is None and columns["ope_step_snips_unreliable"] is True
+    assert set(columns) == {"ope_step_snips" + s for s in ("", "_low", "_high", "_ess", "_unreliable", "_reason")}
+    n = 1000
+    a_big = np.full(n, 1e-6)
+    a_big[0] = 1.0
+    sparse = SNIPS().estimate(np.ones(n), np.full(n, 1e-3), a_big)
+    assert sparse.reason.startswith("effective sample size") and "< 1%" in sparse.reason
+    sound = IPS().estimate(np.ones(4), np.full(4, 0.5), np.full(4, 0.5))
+    assert sound.reason == "" and not sound.columns("x")["x_unreliable"]
+    assert all(v is None or v == v for v in columns.values())  # no NaN
+
+
 def test_resample_counts_are_multinomial_and_chunks_reproduce_one_call():
     counts = resample_counts(7, 300, np.random.default_rng(0))
     assert counts.shape == (300, 7) and (counts.sum(axis=1) == 7).all()

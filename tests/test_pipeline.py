@@ -206,8 +206,10 @@ def reference_run(tmp_path_factory):
 def test_tiny_spec_end_to_end(reference_run, capsys):
     report = reference_run / "report"
     header = (report / "results.csv").read_text().splitlines()[0].split(",")
-    for column in ("method", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage", "ndcg@10",
-                   "ope_ips", "ope_snips", "ope_ncis", "ope_dr"):
+    for column in ("method", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage",
+                   "ndcg@10_truth", "ndcg@10_random_log", "ope_step_ips", "ope_step_snips", "ope_step_ncis",
+                   "ope_step_dr", "ope_step_dr_unreliable", "ope_step_truth", "ope_step_random_log",
+                   "ope_n_contexts", "ope_n_users"):
         assert column in header
     assert len((report / "results.csv").read_text().splitlines()) == 1 + 3 * 2  # 3 methods x 2 modes x 1 seed
     page = (report / "report.html").read_text()
@@ -294,7 +296,7 @@ def test_run_seeds_change_a_stochastic_policy_not_the_users():
         config = method_config("random", "synthetic", seed=run_seed)
         rows, by_mode = evaluate_method(RandomRecommender(123), world, config, spec, None)
         logs[run_seed] = by_mode["NX_0"]
-        assert abs(rows[0]["ope_snips"] - rows[0]["ope_truth"]) < 0.5
+        assert abs(rows[0]["ope_step_snips"] - rows[0]["ope_step_truth"]) < 0.5
     assert (logs[0].users == logs[1].users).all()
     assert not (logs[0].items == logs[1].items).all()
     again, _ = evaluate_method(RandomRecommender(123), world, method_config("random", "synthetic", seed=1), spec, None)
@@ -318,7 +320,8 @@ def test_coat_spec_runs_offline_metrics_on_the_real_data(tmp_path, capsys):
     assert main(["run", str(spec), "--out", str(out), "--raw", str(SHARED_DATA / "coat"), "--quiet"]) == 0
     results = pd.read_csv(out / "report" / "results.csv")
     assert set(results["mode"]) == {"offline"}  # no ground truth: ranking and OPE only
-    assert results["ndcg@10"].between(0, 1).all() and results["ope_snips"].between(1, 5).all()
+    assert results["ndcg@10_random_log"].between(0, 1).all() and results["ope_step_snips"].between(1, 5).all()
+    assert results["ope_step_random_log"].between(1, 5).all() and (results["ope_n_users"] == 290).all()
     assert (results["ope_pscore_source"] == "logged").all()
 
 

@@ -98,7 +98,7 @@ def test_run_and_policy_train_give_the_same_policy_on_the_synthetic_world(tmp_pa
     metrics = read_json(out / "eval-dorl-s0" / "metrics.json")
     assert metrics["training_curve"]["x"] == [1]
     row = metrics["rows"][0]
-    assert row["mode"] == "NX_0" and np.isfinite(row["R_tra"]) and np.isfinite(row["ope_snips"])
+    assert row["mode"] == "NX_0" and np.isfinite(row["R_tra"]) and np.isfinite(row["ope_step_snips"])
     assert read_json(out / "policy-dorl-s0" / "config.json")["method"]["penalty"]["lambda_E"] > 0
     for name, params in (("dorl", TINY_A2C), ("bcq", TINY_OFFLINE)):
         cli = tmp_path / f"cli-{name}"

@@ -21,7 +21,7 @@ from recsim.io import write_json
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(tmp_path, r_tra, families=None, references=(), mcd=0.5, categories=True):
+def fake_run(tmp_path, r_tra, families=None, references=(), mcd=0.5, categories=True, ope=None):
     """A run folder with a tiny world and eval folders for methods a, b over seeds 0, 1."""
     world = generate_world("tiny", 0)
     if not categories:
@@ -45,8 +45,10 @@ def fake_run(tmp_path, r_tra, families=None, references=(), mcd=0.5, categories=
                 log.save(folder / f"episodes_{mode}.npz")
                 rows.append({"mode": mode, "R_tra": r_tra[(method, seed)], "R_tra_low": 0.0, "R_tra_high": 9.0,
                              "length": 3.0, "R_each": r_tra[(method, seed)] / 3, "MCD": mcd, "gini": 0.4,
-                             "coverage": 0.1, "ndcg@10": 0.3, "ope_ips": 1.0 + seed, "ope_ips_low": 0.5,
-                             "ope_ips_high": 1.5, "ope_pscore_source": "logged"})
+                             "coverage": 0.1, "ndcg@10_truth": 0.3, "ope_step_ips": 1.0 + seed,
+                             "ope_step_ips_low": 0.5, "ope_step_ips_high": 1.5, "ope_step_ips_ess": 0.5,
+                             "ope_step_ips_unreliable": False, "ope_step_ips_reason": "",
+                             "ope_pscore_source": "logged", **(ope or {})})
             curve = {"x": [1, 2, 3], "y": [0.1, 0.2, 0.4]}
             write_json(folder / "metrics.json", {"method": method, "family": families.get(method, "x"),
                                                  "reference": method in references, "seed": seed, "rows": rows,
@@ -66,7 +68,7 @@ def test_results_csv_has_one_row_per_method_seed_mode(tmp_path):
     assert len(results) == 2 * 2 * 2
     assert list(results.columns[:10]) == ["method", "family", "seed", "mode", "R_tra", "length", "R_each",
                                           "MCD", "gini", "coverage"]
-    assert {"ndcg@10", "ope_ips"} <= set(results.columns)
+    assert {"ndcg@10_truth", "ope_step_ips", "ope_step_ips_unreliable"} <= set(results.columns)
     assert not results.duplicated(["method", "seed", "mode"]).any()
     row = results[(results.method == "a") & (results.seed == 1) & (results["mode"] == "NX_0")]
     assert row["R_tra"].item() == 3.0
@@ -86,7 +88,7 @@ def test_markdown_table_is_mean_and_sample_std_across_seeds(tmp_path):
     assert "2.000 +- 0.000" in b_row
     table = summary_table(collect_rows(tmp_path, names))
     assert set(table["seeds"]) == {2}
-    assert "ope_ips_low" not in table.columns
+    assert "ope_step_ips_low" not in table.columns
 
 
 def test_rows_are_grouped_by_family_and_references_are_named(tmp_path):
@@ -159,3 +161,26 @@ def test_missing_results_is_a_data_error(tmp_path):
 
     with pytest.raises(DataError, match="metrics.json"):
         build_report(tmp_path, tmp_path / "report", ["eval-x-s0"])
+
+
+def test_unreliable_and_undefined_estimates_are_marked_not_printed_as_sound(tmp_path):
+    undefined = {"ope_step_snips": None, "ope_step_snips_low": None, "ope_step_snips_high": None,
+                 "ope_step_snips_ess": 0.0, "ope_step_snips_unreliable": True,
+                 "ope_step_snips_reason": "undefined: every importance weight is 0",
+                 "ope_rtra_pdis": 4.0, "ope_rtra_pdis_low": 3.0, "ope_rtra_pdis_high": 5.0,
+                 "ope_rtra_pdis_ess": 0.001, "ope_rtra_pdis_unreliable": True,
+                 "ope_rtra_pdis_reason": "effective sample size 0.10% of the rows < 1%"}
+    names = fake_run(tmp_path, R_TRA, ope=undefined)
+    build_report(tmp_path, tmp_path / "report", names, title="t", figures=False)
+    text = (tmp_path / "report" / "results.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| a |"))
+    assert "[unreliable in 2 of 2 seeds: undefined: every importance weight is 0]" in row
+    assert "4.000 +- 0.000 [unreliable in 2 of 2 seeds: effective sample size" in row
+    assert not re.search(r"\bnan\b", text.lower())
+    assert "1.500 +- 0.707 |" in row  # ope_step_ips: sound, printed plainly
+    header = next(line for line in text.splitlines() if line.startswith("- **off-policy columns**"))
+    assert "ope_step_*: one-step value" in header and "ope_rtra_*: episode value" in header
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert page.count("<td class='unreliable'>") == 2 * 2 * 2  # two cells, two methods, two modes
+    csv = pd.read_csv(tmp_path / "report" / "results.csv")
+    assert csv["ope_step_snips"].isna().all() and csv["ope_step_snips_unreliable"].all()

@@ -81,6 +81,7 @@ __all__ = [
     "SNIPS",
     "Estimate",
     "Estimator",
+    "estimate_columns",
     "PointNCIS",
     "cis",
     "dm",
@@ -106,7 +107,8 @@ class Estimate:
     interval), `n` (rows), `n_groups` (resampling units), `ess_share` ((sum w)^2 / sum w^2 / n of
     the weights used), `max_weight` (largest uncapped weight), `capped_share` (share of rows
     with weight > cap), `unreliable` (ess_share below the threshold or a non-finite value),
-    `pscore_source` (where the behaviour propensities came from).
+    `pscore_source` (where the behaviour propensities came from), `reason` (why it is
+    unreliable; "" when it is not).
     """
 
     estimator: str
@@ -120,9 +122,43 @@ class Estimate:
     capped_share: float
     unreliable: bool
     pscore_source: str | None = None
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def columns(self, prefix: str) -> dict[str, Any]:
+        """The result-table columns of this estimate: `<prefix>` (the value, None where
+        undefined), `_low`, `_high`, `_ess`, `_unreliable` and `_reason`."""
+        return estimate_columns(prefix, self.value, self.ci_low, self.ci_high, self.ess_share, self.unreliable,
+                                self.reason)
+
+
+def estimate_columns(prefix: str, value: float, low: float, high: float, ess: float, unreliable: bool,
+                     reason: str) -> dict[str, Any]:
+    """Result-table columns of one estimate (see `Estimate.columns`); non-finite numbers become
+    None, and an undefined value is always unreliable with a reason."""
+    def finite(x: float) -> float | None:
+        return float(x) if x is not None and math.isfinite(x) else None
+
+    if finite(value) is None and not reason:
+        reason = "undefined"
+    return {prefix: finite(value), f"{prefix}_low": finite(low), f"{prefix}_high": finite(high),
+            f"{prefix}_ess": finite(ess), f"{prefix}_unreliable": bool(unreliable or finite(value) is None),
+            f"{prefix}_reason": reason}
+
+
+def unreliable_reason(value: float, ess_share: float, min_ess_share: float, sum_weight: float,
+                      weighted: bool) -> str:
+    """Why an estimate is unreliable ("" when it is not): an undefined value, or too few
+    effective rows."""
+    if not math.isfinite(value):
+        if weighted and sum_weight <= 0:
+            return "undefined: every weight is 0 (the policy never picks a logged item)"
+        return "undefined: not a finite number"
+    if weighted and ess_share < min_ess_share:
+        return f"effective sample size {ess_share:.2%} of the rows < {min_ess_share:.0%}"
+    return ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +266,7 @@ class Estimator:
         sum_w, sum_w2 = used.sum(), np.square(used).sum()
         ess_share = float(sum_w**2 / sum_w2 / n) if sum_w2 > 0 else 0.0
         cap = getattr(self, "cap", math.inf)
-        unreliable = not math.isfinite(value) or (not isinstance(self, DM) and ess_share < self.min_ess_share)
+        reason = unreliable_reason(value, ess_share, self.min_ess_share, float(sum_w), not isinstance(self, DM))
         return Estimate(
             estimator=self.name,
             value=value,
@@ -241,8 +277,9 @@ class Estimator:
             ess_share=ess_share,
             max_weight=float(rows.weight.max()),
             capped_share=float(np.mean(rows.weight > cap)),
-            unreliable=bool(unreliable),
+            unreliable=bool(reason),
             pscore_source=pscore_source,
+            reason=reason,
         )
 
     def _point_and_bootstrap(

@@ -9,12 +9,17 @@ started it, the command line's overrides of the spec (`overrides.json`, `write_o
   rule, which rows are references rather than offline methods, and where the protocol is
   described (docs/protocol.md).
 - `results.csv`: one row per method, seed and mode, every metric a column (`method`, `seed`,
-  `mode`, `R_tra`, `length`, `R_each`, `MCD`, `gini`, `coverage`, `ndcg@10`, `ope_<estimator>`, ...).
+  `mode`, `R_tra`, `length`, `R_each`, `MCD`, `gini`, `coverage`, `ndcg@10_<reference>`,
+  `ope_step_<estimator>`, `ope_rtra_<estimator>`, ...). Each off-policy estimate comes with
+  `_low`, `_high` (its interval), `_ess` (effective sample size share), `_unreliable` and
+  `_reason`; an undefined estimate is an empty value with its flag and reason.
 - `results.md`: per mode, a table like the published one (docs/protocol.md, "Published
   numbers") with one row per method, grouped by family (`recsim.evaluation.figures`): mean +-
   sample std across seeds ("+- 0" means one seed) and the 95 % Student-t interval of R_tra
   across seeds, clipped to R_tra's range [0, inf) (and said so in the header). A metric that
-  is missing for every seed (MCD without categories) shows "n/a".
+  is missing for every seed (MCD without categories) shows "n/a". An off-policy estimate
+  flagged unreliable in any seed is marked "[unreliable: <reason>]" (an undefined one shows only
+  the mark), never printed as if it were sound; the header says what each OPE column estimates.
 - Figures (`recsim.evaluation.figures`): R_tra per method with its interval (across seeds; with
   one seed the bootstrap interval over episodes); the concentration of item exposure (the
   Lorenz curve read from the most exposed item); each
@@ -36,21 +41,20 @@ import pandas as pd
 
 from recsim.errors import DataError
 from recsim.evaluation import figures as fig
+from recsim.evaluation.report_header import (  # noqa: F401  (write_overrides: part of this module's API)
+    OPE_PREFIXES,
+    header_items,
+    report_title,
+    styles_of,
+    write_overrides,
+)
 from recsim.evaluation.rollout import EpisodeLog, across_seeds
-from recsim.io import atomic_path, read_json, write_json
+from recsim.io import atomic_path, read_json
 
 FIRST_COLUMNS = ("method", "family", "seed", "mode", "R_tra", "length", "R_each", "MCD", "gini", "coverage")
 TABLE_METRICS = ("R_tra", "R_each", "length", "MCD", "gini", "coverage")
 R_TRA_RANGE = (0.0, float("inf"))
 """R_tra's range: the ground-truth rewards of every dataset recsim reads are >= 0."""
-
-OVERRIDES_FILE = "overrides.json"
-PROTOCOL_PAGE = "docs/protocol.md"
-AGGREGATION = ("each cell is the mean +- sample std across run seeds of the final policy's evaluation "
-               "(the same evaluation users for every method); R_tra 95% CI: Student-t across seeds, "
-               "clipped at 0 (R_tra cannot be negative). The published tables instead average all "
-               "evaluated epochs of one run with one seed (see the protocol).")
-
 
 def collect_rows(run_dir: Path, eval_names: list[str]) -> pd.DataFrame:
     """One row per (method, seed, mode) from the evaluation folders' metrics.json."""
@@ -79,26 +83,46 @@ def collect_rows(run_dir: Path, eval_names: list[str]) -> pd.DataFrame:
     return frame.iloc[order].reset_index(drop=True)
 
 
+ESTIMATE_SUFFIXES = ("_low", "_high", "_ess", "_unreliable", "_reason")
 def _ope_order(column: str) -> tuple[str, int]:
-    """OPE columns grouped per estimator: value, low, high, ess (then the rest)."""
-    for rank, suffix in enumerate(("_low", "_high", "_ess"), 1):
+    """OPE columns grouped per estimator: value, low, high, ess, unreliable, reason (then the rest)."""
+    for rank, suffix in enumerate(ESTIMATE_SUFFIXES, 1):
         if column.endswith(suffix):
             return column[: -len(suffix)], rank
     return column, 0
+
+
+def estimate_value_columns(columns: Any) -> list[str]:
+    """The value columns of the off-policy estimates (`OPE_PREFIXES`, no `ESTIMATE_SUFFIXES`)."""
+    return [c for c in columns if c.startswith(tuple(OPE_PREFIXES)) and not c.endswith(ESTIMATE_SUFFIXES)]
+
+
+def _flag(value: Any) -> bool:
+    """An `_unreliable` cell as a bool (missing: False)."""
+    return bool(value) if isinstance(value, (bool, np.bool_)) else False
+
+
+def estimate_cell(group: pd.DataFrame, column: str) -> str:
+    """"mean +- std" of one estimate across seeds, marked "[unreliable: reason]" when any seed
+    flags it (only the mark when no seed has a value)."""
+    values = pd.to_numeric(group[column], errors="coerce").to_numpy()
+    stats = across_seeds(values)
+    text = f"{_fmt(stats['mean'])} +- {_fmt(stats['std'])}" if stats["n"] else ""
+    flags = [_flag(v) for v in group[f"{column}_unreliable"]] if f"{column}_unreliable" in group else []
+    if not any(flags):
+        return text or "n/a"
+    reasons = [str(r) for r, f in zip(group.get(f"{column}_reason", [""] * len(flags)), flags)
+               if f and isinstance(r, str) and r]
+    reason = reasons[0] if reasons else "flagged"
+    seeds = f" in {sum(flags)} of {len(flags)} seeds" if len(flags) > 1 else ""
+    mark = f"[unreliable{seeds}: {reason}]"
+    return f"{text} {mark}" if text else mark
 
 
 def _fmt(value: float) -> str:
     if not np.isfinite(value):
         return "n/a"
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def styles_of(results: pd.DataFrame) -> dict[str, fig.MethodStyle]:
-    """`figures.method_styles` of the methods of `results` (by their family and reference flag)."""
-    families = {}
-    for _, row in results.drop_duplicates("method").iterrows():
-        families[row["method"]] = fig.display_family(row.get("family", ""), bool(row.get("reference", False)))
-    return fig.method_styles(families)
 
 
 def seed_interval(values: np.ndarray, bounds: tuple[float, float] = R_TRA_RANGE) -> dict[str, float]:
@@ -115,14 +139,17 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     metrics, NDCG and OPE values, and R_tra's clipped 95 % interval across seeds."""
     metrics = [c for c in TABLE_METRICS if c in results.columns]
     metrics += [c for c in results.columns if c.startswith("ndcg@")]
-    metrics += [c for c in results.columns if c.startswith("ope_") and not c.endswith(("_low", "_high", "_ess"))
-                and c != "ope_pscore_source"]
+    estimates = estimate_value_columns(results.columns)
+    metrics += estimates
     styles = styles_of(results)
     rank = {m: i for i, m in enumerate(styles)}
     rows = []
     for (mode, method), group in results.groupby(["mode", "method"], sort=False):
         row = {"mode": mode, "method": method, "family": styles[method].family, "seeds": int(group["seed"].nunique())}
         for metric in metrics:
+            if metric in estimates:
+                row[metric] = estimate_cell(group, metric)
+                continue
             stats = across_seeds(pd.to_numeric(group[metric], errors="coerce").to_numpy())
             row[metric] = f"{_fmt(stats['mean'])} +- {_fmt(stats['std'])}" if stats["n"] else "n/a"
             if metric == "R_tra":
@@ -142,109 +169,6 @@ def markdown_table(frame: pd.DataFrame) -> str:
     for _, row in frame.iterrows():
         lines.append("| " + " | ".join(str(row[c]) for c in columns) + " |")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- header
-
-
-def write_overrides(run_dir: str | os.PathLike, spec_file: str | os.PathLike, sets: list[str] | None,
-                    seeds: str | None, raw: str | os.PathLike | None = None) -> None:
-    """Record the command line's overrides of the spec (`--set`, `--seeds`, `--raw`) in the run folder."""
-    write_json(Path(run_dir) / OVERRIDES_FILE, {"spec_file": str(spec_file), "set": list(sets or []),
-                                                "seeds": seeds, "raw": None if raw is None else str(raw)})
-
-
-def _overrides_text(run_dir: Path) -> tuple[str, int]:
-    """(the overrides as text, how many), from `overrides.json`."""
-    path = run_dir / OVERRIDES_FILE
-    if not path.is_file():
-        return "not recorded (the run was not started by `recsim run`)", 0
-    info = read_json(path)
-    given = [f"--set {text}" for text in info.get("set") or []]
-    if info.get("seeds"):
-        given.append(f"--seeds {info['seeds']}")
-    if info.get("raw"):
-        given.append(f"--raw {info['raw']}")
-    source = f"spec file {info.get('spec_file')}; "
-    return source + ("; ".join(given) if given else "none (the spec file as written)"), len(given)
-
-
-def _dataset_text(spec: dict[str, Any], dataset: Any) -> str:
-    data = spec.get("data", {})
-    parts = [str(data.get("name", "?"))]
-    if data.get("preset"):
-        parts.append(f"preset {data['preset']}, world seed {data.get('world_seed')}")
-    if dataset is not None:
-        n_categories = dataset.item_categories.shape[1] if fig.has_categories(dataset.item_categories) else 0
-        truth = "none" if dataset.truth is None else f"{len(dataset.truth_users):,} x {len(dataset.truth_items):,}"
-        if data.get("complete") is not None and dataset.truth is not None:
-            truth += " (completed from the random-exposure log)"
-        parts.append(f"{dataset.n_users:,} users x {dataset.n_items:,} items, {len(dataset.train):,} logged rows, "
-                     f"{n_categories} categories; ground truth {truth}")
-    return "; ".join(parts)
-
-
-BUDGET_KEYS = ("budget", "epochs", "epoch_num_steps", "num_envs", "episodes_per_collect", "batch_size",
-               "eval_episodes")
-
-
-def _budget_text(spec: dict[str, Any]) -> str:
-    """The user model's size and each group of methods sharing a training budget."""
-    um = spec.get("user_model", {})
-    parts = [f"user model: {um.get('members', 5)} members, {um.get('epochs', 5)} epoch(s)"]
-    groups: dict[str, list[str]] = {}
-    for method in spec.get("methods", []):
-        params = method.get("params") or {}
-        keys = {k: params[k] for k in BUDGET_KEYS if k in params}
-        if not keys and _family_of_spec_method(method) == "static":
-            continue
-        text = ", ".join(f"{k}={v}" for k, v in keys.items()) or "budget=cpu (default)"
-        groups.setdefault(text, []).append(method["name"])
-    parts += [f"{', '.join(names)}: {text}" for text, names in groups.items()]
-    return "; ".join(parts)
-
-
-def _family_of_spec_method(method: dict[str, Any]) -> str:
-    """The family of a spec's method entry (`recsim.policy.methods`), "" when unknown."""
-    from recsim.errors import ConfigError
-    from recsim.policy.methods import get_method
-
-    try:
-        return get_method(method.get("method") or method["name"]).family
-    except (ConfigError, KeyError):
-        return ""
-
-
-def header_items(run_dir: Path, results: pd.DataFrame, dataset: Any = None) -> list[tuple[str, str]]:
-    """(label, text) lines of the report's header (see the module docstring)."""
-    spec = read_json(run_dir / "spec.json") if (run_dir / "spec.json").is_file() else {}
-    overrides, _ = _overrides_text(run_dir)
-    seeds = sorted(int(s) for s in results["seed"].unique())
-    evaluation = spec.get("evaluation", {})
-    styles = styles_of(results)
-    references = [m for m, s in styles.items() if s.family == "reference"]
-    items = [
-        ("dataset", _dataset_text(spec, dataset) if spec else "not recorded"),
-        ("budget", _budget_text(spec) if spec else "not recorded"),
-        ("seeds", f"{', '.join(map(str, seeds))} ({len(seeds)} run seed{'s' if len(seeds) != 1 else ''})"),
-        ("evaluation", (f"modes {', '.join(dict.fromkeys(results['mode']))}; "
-                        f"{evaluation.get('n_episodes', '?')} episodes per mode and seed")),
-        ("overrides", overrides),
-        ("aggregation", AGGREGATION),
-        ("families", "; ".join(f"{family}: {', '.join(m for m, s in styles.items() if s.family == family)}"
-                               for family in fig.FAMILIES if any(s.family == family for s in styles.values()))),
-        ("references", (", ".join(references) + ": reference rows, not offline methods (they know the "
-                        "evaluation's quit rule or its true reward)") if references else "none"),
-        ("protocol", (f"{PROTOCOL_PAGE} in the recsim repository (users, episodes, quit rules, metrics, "
-                      "published numbers, deviations)")),
-    ]
-    return items
-
-
-def report_title(title: str, run_dir: Path) -> str:
-    """The title, marked when the command line overrode the spec (its settings are not the file's)."""
-    _, n = _overrides_text(run_dir)
-    return f"{title} (modified by {n} override{'s' if n != 1 else ''}, see the header)" if n else title
 
 
 def results_markdown(results: pd.DataFrame, title: str, header: list[tuple[str, str]] | None = None) -> str:
@@ -349,7 +273,8 @@ def _html_table(frame: pd.DataFrame, styles: dict[str, fig.MethodStyle]) -> str:
             if column == "method":
                 colour = styles[row["method"]].colour
                 text = f"<span class='swatch' style='background:{colour}'></span>{text}"
-            cells.append(f"<td>{text}</td>")
+            marked = "[unreliable" in str(row[column])
+            cells.append(f"<td class='unreliable'>{text}</td>" if marked else f"<td>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
@@ -361,6 +286,7 @@ STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1200px}"
          "th{background:#f0f0f0}tr.family td{background:#fafafa;font-weight:bold;text-align:left}"
          ".swatch{display:inline-block;width:.8em;height:.8em;margin-right:.4em;vertical-align:middle}"
          "dl.header{display:grid;grid-template-columns:max-content auto;gap:2px 1em;font-size:14px}"
+         "td.unreliable{background:#fde8e8;color:#8a1c1c;white-space:normal}"
          "dl.header dt{font-weight:bold}dl.header dd{margin:0}img{max-width:100%;margin:1em 0}")
 
 
@@ -438,8 +364,8 @@ def evaluation_folders(run_dir: str | os.PathLike) -> list[str]:
 def summary_lines(results: pd.DataFrame, mode: str | None = None) -> str:
     """A plain-text summary table (for the terminal): mean +- std per method of each mode."""
     table = summary_table(results)
-    keep = ["mode", "method", "seeds"] + [c for c in ("R_tra", "length", "R_each", "MCD", "ndcg@10")
-                                          if c in table.columns]
+    keep = ["mode", "method", "seeds"] + [c for c in table.columns
+                                          if c in ("R_tra", "length", "R_each", "MCD") or c.startswith("ndcg@")]
     if mode is not None:
         table = table[table["mode"] == mode]
     return table[keep].to_string(index=False)

@@ -1,18 +1,44 @@
 """The evaluation stage of one method: the online evaluation in every mode, then the log's.
 
 Rollouts use the one online evaluator (`recsim.evaluation.online.OnlineEvaluator`) with the
-spec's `EvalConfig` in each of its `modes`; the first-step ranking metrics and the off-policy
-estimates come from `recsim.evaluation.logged` and are shared by every mode's row.
+spec's `EvalConfig` in each of its `modes`; the first-step ranking metrics, the one-step
+off-policy estimates and the value on a random-exposure test log come from
+`recsim.evaluation.logged` and are shared by every mode's row.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from recsim.evaluation.logged import logged_contexts, off_policy_estimates, ranking_metrics
+from recsim.evaluation.logged import (
+    covered_users,
+    logged_contexts,
+    off_policy_estimates,
+    random_log_value,
+    ranking_metrics,
+)
 from recsim.evaluation.online import OnlineEvaluator
+from recsim.evaluation.propensity import fit_behaviour
 from recsim.evaluation.rollout import EpisodeLog
 from recsim.pipeline.spec import EvaluationSpec
 from recsim.reward.table import RewardTable
+
+
+def logged_metrics(policy: Any, dataset: Any, window: int, evaluation: EvaluationSpec,
+                   user_model_table: RewardTable | None) -> dict[str, Any]:
+    """Ranking metrics, one-step off-policy estimates over the covered contexts and the value
+    on the random test log (`recsim.evaluation.logged`), with `ope_pscore_source`."""
+    shared: dict[str, Any] = ranking_metrics(policy, dataset, evaluation.ndcg_k, window)
+    if not evaluation.ope:
+        return shared
+    table = user_model_table if evaluation.needs_user_model else None
+    behaviour = fit_behaviour(evaluation.ope_propensity, dataset, table, seed=evaluation.seed)
+    users = covered_users(dataset, table, behaviour)
+    contexts = logged_contexts(dataset, window, evaluation.ope_max_users, evaluation.seed, behaviour, users)
+    shared.update(off_policy_estimates(policy, dataset, contexts, evaluation.ope, evaluation.ope_cap,
+                                       evaluation.n_bootstrap, evaluation.seed, table))
+    shared["ope_pscore_source"] = contexts.pscore_source
+    shared.update(random_log_value(policy, dataset, users, window, evaluation.n_bootstrap, evaluation.seed))
+    return shared
 
 
 def evaluate_method(policy: Any, dataset: Any, config: Any, evaluation: EvaluationSpec,
@@ -28,15 +54,10 @@ def evaluate_method(policy: Any, dataset: Any, config: Any, evaluation: Evaluati
         dataset: the `Dataset`.
         config: its `MethodConfig` (episode settings, quit rule, run seed).
         evaluation: the spec's evaluation section.
-        user_model_table: the user model's table, for DM / DR (None: those estimates are NaN).
+        user_model_table: the user model's table, for DM / DR and user-model propensities (None:
+            those estimates are reported unreliable, "no reward model").
     """
-    window = config.env.history_window
-    shared: dict[str, Any] = ranking_metrics(policy, dataset, evaluation.ndcg_k, window)
-    if evaluation.ope:
-        contexts = logged_contexts(dataset, window, evaluation.ope_max_users, evaluation.seed)
-        shared.update(off_policy_estimates(policy, dataset, contexts, evaluation.ope, evaluation.ope_cap,
-                                           evaluation.n_bootstrap, evaluation.seed, user_model_table))
-        shared["ope_pscore_source"] = contexts.pscore_source
+    shared = logged_metrics(policy, dataset, config.env.history_window, evaluation, user_model_table)
     if dataset.truth is None:
         return [{"mode": "offline", **shared}], {}
     evaluator = OnlineEvaluator(dataset, evaluation.online(evaluation.modes[0]), config.env, config.quit)

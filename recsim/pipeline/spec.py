@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recsim.config import build_dataclass, check_overrides, field_types, is_dataclass_type, parse_value
+from recsim.data.split import HoldoutConfig
 from recsim.env.config import EnvConfig
 from recsim.env.quit_rules import QuitRuleConfig
 from recsim.errors import ConfigError
@@ -65,6 +66,11 @@ class DataSpec:
             fits a matrix factorisation on the random-exposure test log and uses the completed
             matrix as the ground truth (the DORL / ROLeR protocol for KuaiRand, Coat, Yahoo).
             None: no completion; such datasets get offline metrics only.
+        holdout: for a dataset without a test log (MovieLens-100k), `recsim.data.split.HoldoutConfig`
+            (`fraction`, `seed`): per user the last `fraction` of the logged rows by timestamp
+            (a seeded random choice without timestamps) is held out before any model trains and
+            becomes the test log, named a held-out part of the log (`ndcg@k_heldout_log`).
+            None: no split.
     """
 
     name: str = "synthetic"
@@ -74,6 +80,7 @@ class DataSpec:
     raw_dir: str | None = None
     cache_dir: str | None = None
     complete: dict[str, Any] | None = None
+    holdout: HoldoutConfig | None = None
 
     def __post_init__(self) -> None:
         from recsim.data.store import DATASET_NAMES
@@ -82,6 +89,9 @@ class DataSpec:
             raise ConfigError(f"data.name: unknown dataset {self.name!r}; choose from {', '.join(DATASET_NAMES)}")
         if self.complete is not None:
             self.completion_config()
+        if self.complete is not None and self.holdout is not None:
+            raise ConfigError("data.holdout: the completion (data.complete) needs a random-exposure test log, "
+                              "which a held-out part of the log is not; set one of the two")
 
     def completion_config(self):
         """The `CompletionConfig` of `complete` (None when no completion is asked for)."""
@@ -151,6 +161,9 @@ class EvaluationSpec(EvalConfig):
         ope: OPE estimators (`recsim.evaluation.ope.ESTIMATORS` names); [] = none.
         ope_cap: cap of CIS / NCIS / PointNCIS / DR weights.
         ope_max_users: OPE uses the logged rows of at most this many users (seeded choice).
+        ope_propensity: the behaviour model of the propensities (`recsim.evaluation.propensity`):
+            "auto" (the log's own where it has them, else item popularity), "logged",
+            "item_popularity", "user_model_softmax", "user_model_popularity_softmax".
         ndcg_k: cut-offs of NDCG@k / Recall@k of each policy's first-step ranking.
     """
 
@@ -158,6 +171,7 @@ class EvaluationSpec(EvalConfig):
     ope: list[str] = dataclasses.field(default_factory=lambda: ["ips", "snips", "ncis", "dr"])
     ope_cap: float = 10.0
     ope_max_users: int = 500
+    ope_propensity: str = "auto"
     ndcg_k: list[int] = dataclasses.field(default_factory=lambda: [10])
 
     def __post_init__(self) -> None:
@@ -171,12 +185,26 @@ class EvaluationSpec(EvalConfig):
         unknown = [e for e in self.ope if e not in ESTIMATORS]
         if unknown:
             raise ConfigError(f"evaluation.ope: unknown estimator(s) {unknown}; choose from {sorted(ESTIMATORS)}")
+        from recsim.evaluation.propensity import PROPENSITY_MODELS
+
+        if self.ope_propensity not in PROPENSITY_MODELS:
+            raise ConfigError(f"evaluation.ope_propensity: unknown model {self.ope_propensity!r}; choose from "
+                              f"{', '.join(PROPENSITY_MODELS)}")
         if self.ope_max_users < 1:
             raise ConfigError(f"evaluation.ope_max_users: must be >= 1, got {self.ope_max_users}")
         if any(k < 1 for k in self.ndcg_k):
             raise ConfigError(f"evaluation.ndcg_k: cut-offs must be >= 1, got {self.ndcg_k}")
         if not self.ope_cap > 0:
             raise ConfigError(f"evaluation.ope_cap: must be > 0, got {self.ope_cap}")
+
+    @property
+    def needs_user_model(self) -> bool:
+        """Whether the off-policy evaluation reads the user model's table (DM / DR / SNDR or a
+        user-model propensity)."""
+        from recsim.evaluation.propensity import NEEDS_TABLE
+
+        return bool(self.ope) and (any(e in ("dm", "dr", "sndr") for e in self.ope)
+                                   or self.ope_propensity in NEEDS_TABLE)
 
     def online(self, mode: str | None = None) -> EvalConfig:
         """The `EvalConfig` of this section (in `mode`, default the training curve's)."""

@@ -45,9 +45,10 @@ MARKER = ".complete.json"
 CODE_VERSION = 2
 """Bump when every stage's outputs change for the same config (invalidates every cached stage;
 2: one training path, saved policies as JSON + weights)."""
-EVAL_VERSION = 3
+EVAL_VERSION = 4
 """Version of the evaluation stages' code (2: the policy's sampling seed follows the run seed; 3: one
-online evaluator, R_tra_std, the user model's Recall@k relevance, MCD missing without categories)."""
+online evaluator, R_tra_std, the user model's Recall@k relevance, MCD missing without categories;
+4: `ope_step_*` columns with flags and reasons, covered contexts, named ranking references)."""
 
 
 @dataclasses.dataclass
@@ -225,6 +226,8 @@ def _data_stage(spec: Spec) -> Stage:
     completion = data.completion_config()
     if completion is not None:
         config["completion"] = dataclasses.asdict(completion)
+    if data.holdout is not None:
+        config["holdout"] = dataclasses.asdict(data.holdout)
 
     def run(out: Path, runner: Runner) -> None:
         if data.name == "synthetic":
@@ -235,6 +238,10 @@ def _data_stage(spec: Spec) -> Stage:
             from recsim.data.store import load_dataset
 
             dataset = load_dataset(data.name, data.resolved_raw_dir(), cache_dir=data.cache_dir)
+        if data.holdout is not None:
+            from recsim.data.split import with_holdout
+
+            dataset = with_holdout(dataset, data.holdout)
         if completion is not None and dataset.truth is None:
             from recsim.data.completion import with_completed_truth
 
@@ -363,8 +370,7 @@ def _method_stages(spec: Spec, method: MethodSpec, seed: int, knn_name: str) -> 
             shutil.rmtree(out / folder, ignore_errors=True)
 
     evaluation = spec.evaluation
-    needs_model = any(e in ("dm", "dr", "sndr") for e in evaluation.ope)
-    ope_model = model_stage_name(model_seed(spec, seed)) if needs_model else None
+    ope_model = model_stage_name(model_seed(spec, seed)) if evaluation.needs_user_model else None
     eval_inputs = tuple(dict.fromkeys([policy_name, *mplan.inputs, *([ope_model] if ope_model else [])]))
     eval_config = {"method": method.name, "seed": seed, "evaluation": dataclasses.asdict(evaluation),
                    "env": dataclasses.asdict(spec.env), "quit": dataclasses.asdict(spec.quit)}
