@@ -182,8 +182,9 @@ def test_doubly_robust_without_support_is_the_model_value(world):
     assert (probs.sum(axis=1) > 0).all()
     target = TablePolicy(probs / probs.sum(axis=1, keepdims=True))
     table = ground_truth_table(ds)
-    results, episodes = estimate_episodes(target, ds, ENV, QUIT, table, EpisodeOPEConfig(
+    results, inputs = estimate_episodes(target, ds, ENV, QUIT, table, EpisodeOPEConfig(
         ("model", "dr", "wdr"), n_bootstrap=20, max_users=1000, model_episodes=500))
+    episodes = inputs.episodes
     from recsim.evaluation.episode_ope import model_rollout
     log = model_rollout(target, table, table_quit_rule(QUIT, table, table_item_categories(ds, table)), ENV, 500, 0, 0)
     g = value_to_go(log.rewards, log.lengths)

@@ -51,6 +51,7 @@ class LoggedEpisodes:
         alive: bool (E, L), whether the step is played under the quit rule.
         user_weight: float64 (E,), 1 / (episodes of the same user): every user counts once.
         pscore_source: where `pscore` comes from.
+        rows: int64 (E, L), the position of each step's row in the training log.
     """
 
     users: np.ndarray
@@ -60,6 +61,11 @@ class LoggedEpisodes:
     alive: np.ndarray
     user_weight: np.ndarray
     pscore_source: str
+    rows: np.ndarray
+
+    def with_pscore(self, pscore: np.ndarray, source: str) -> LoggedEpisodes:
+        """The same episodes with the propensities `pscore` (n_train,) of another behaviour model."""
+        return dataclasses.replace(self, pscore=np.asarray(pscore, dtype=np.float64)[self.rows], pscore_source=source)
 
     @property
     def n_users(self) -> int:
@@ -120,7 +126,7 @@ def logged_episodes(dataset: Any, columns: np.ndarray, length: int, quit_rule: Q
         raise ValueError(f"stride: must be >= 1, got {stride}")
     log = dataset.train
     pscore_all, source = behaviour_pscore(dataset, pscore)
-    frame = pd.DataFrame({"user": log["user"].to_numpy(np.int64),
+    frame = pd.DataFrame({"row": np.arange(len(log)), "user": log["user"].to_numpy(np.int64),
                           "item": columns[log["item"].to_numpy(np.int64)],
                           "label": log["label"].to_numpy(np.float64), "pscore": pscore_all,
                           "t": log["timestamp"].to_numpy() if "timestamp" in log.columns else np.zeros(len(log))})
@@ -141,7 +147,8 @@ def logged_episodes(dataset: Any, columns: np.ndarray, length: int, quit_rule: Q
     episode_users = row_user[start]
     _, inverse, per_user = np.unique(episode_users, return_inverse=True, return_counts=True)
     return LoggedEpisodes(episode_users, items, frame["label"].to_numpy()[index], frame["pscore"].to_numpy()[index],
-                          replay_alive(items, quit_rule), 1.0 / per_user[inverse], source)
+                          replay_alive(items, quit_rule), 1.0 / per_user[inverse], source,
+                          frame["row"].to_numpy()[index])
 
 
 def value_to_go(rewards: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -186,22 +193,32 @@ def step_observations(episodes: LoggedEpisodes, e: np.ndarray, t: np.ndarray, wi
         earlier = np.arange(episodes.items.shape[1])[None, :] < t[:, None]
         rows, steps = np.nonzero(earlier)
         mask[rows, episodes.items[e[rows], steps]] = False
-    return {"user": episodes.users[e], "history": history, "feedback": feedback, "mask": mask, "turn": t.astype(np.int64)}
+    return {"user": episodes.users[e], "history": history, "feedback": feedback, "mask": mask,
+            "turn": t.astype(np.int64)}
 
 
-def quit_matrix(quit_rule: QuitRule | None, episodes: LoggedEpisodes, e: np.ndarray, t: np.ndarray,
-                n_columns: int) -> np.ndarray:
-    """bool (B, n_columns): whether recommending each item at step (`e`, `t`) makes the user leave."""
-    window = getattr(quit_rule, "window", 0) if quit_rule is not None else 0
-    if not window:
-        return np.zeros((len(e), n_columns), dtype=bool)
-    assert quit_rule is not None
+def recent_items(episodes: LoggedEpisodes, e: np.ndarray, t: np.ndarray, window: int) -> np.ndarray:
+    """int64 (B, window): the last `window` items before step (`e`, `t`) of the episodes, -1 padded."""
     recent = np.full((len(e), window), -1, dtype=np.int64)
     for lag in range(1, window + 1):
         ok = np.flatnonzero(t >= lag)
         recent[ok, window - lag] = episodes.items[e[ok], t[ok] - lag]
-    candidates = np.tile(np.arange(n_columns, dtype=np.int64), len(e))
-    return np.asarray(quit_rule.should_quit(np.repeat(recent, n_columns, axis=0), candidates)).reshape(len(e), n_columns)
+    return recent
+
+
+def quit_matrix(quit_rule: QuitRule | None, recent: np.ndarray, n_columns: int) -> np.ndarray:
+    """bool (B, n_columns): whether recommending each item after the `recent` (B, N) items makes
+    the user leave."""
+    if quit_rule is None or not getattr(quit_rule, "window", 0):
+        return np.zeros((len(recent), n_columns), dtype=bool)
+    out = np.zeros((len(recent), n_columns), dtype=bool)
+    step = max(1, (1 << 21) // max(n_columns, 1))
+    candidates = np.arange(n_columns, dtype=np.int64)
+    for start in range(0, len(recent), step):
+        block = recent[start:start + step]
+        leaves = quit_rule.should_quit(np.repeat(block, n_columns, axis=0), np.tile(candidates, len(block)))
+        out[start:start + len(block)] = np.asarray(leaves).reshape(len(block), n_columns)
+    return out
 
 
 def target_terms(policy: Any, episodes: LoggedEpisodes, window: int, n_columns: int, mask_recommended: bool,
@@ -232,6 +249,11 @@ def target_terms(policy: Any, episodes: LoggedEpisodes, window: int, n_columns: 
         if (model_rows < 0).any():
             raise DataError("user model table", "users", "does not cover every episode user")
     e_all, t_all = np.nonzero(episodes.alive)
+    if with_model:  # the quit rule reads only the recent items: one row per distinct window
+        window = getattr(quit_rule, "window", 0) if quit_rule is not None else 0
+        windows, window_of = np.unique(recent_items(episodes, e_all, t_all, window), axis=0, return_inverse=True)
+        stays_by_window = ~quit_matrix(quit_rule, windows, n_columns)
+        window_of = window_of.reshape(-1)
     for start in range(0, len(e_all), CHUNK):
         e, t = e_all[start:start + CHUNK], t_all[start:start + CHUNK]
         obs = step_observations(episodes, e, t, window, n_columns, mask_recommended)
@@ -240,7 +262,7 @@ def target_terms(policy: Any, episodes: LoggedEpisodes, window: int, n_columns: 
         action_prob[e, t] = probs[np.arange(len(e)), logged]
         if with_model:
             assert model is not None and to_go is not None and q_logged is not None and v_target is not None
-            stays = ~quit_matrix(quit_rule, episodes, e, t, n_columns)
+            stays = stays_by_window[window_of[start:start + CHUNK]]
             q_all = model.mean[model_rows[e]].astype(np.float64) + stays * to_go[t + 1][:, None]
             q_logged[e, t] = q_all[np.arange(len(e)), logged]
             v_target[e, t] = np.einsum("ij,ij->i", probs, q_all)

@@ -218,58 +218,86 @@ class EpisodeOPEConfig:
                 raise ConfigError(f"EpisodeOPEConfig.{name}: must be >= 1, got {getattr(self, name)}")
 
 
-def estimate_episodes(policy: Any, dataset: Any, env_config: EnvConfig, quit_config: QuitRuleConfig,
-                      user_model_table: RewardTable | None, config: EpisodeOPEConfig,
-                      pscore: np.ndarray | None = None) -> tuple[dict[str, EpisodeEstimate], LoggedEpisodes]:
-    """Every estimate of `config.estimators` (an `EpisodeEstimate` each) and the logged episodes.
+@dataclasses.dataclass
+class EpisodeInputs:
+    """What the estimates of one policy are computed from: the logged episodes, the policy's
+    terms on them and the model rollout (None without a user model table)."""
 
-    The action columns are the user model table's (else the truth's, else every item); the quit
-    rule is built over the user model's table (else the category rule alone needs none). Without
-    a user model table `model`, `dr` and `wdr` are NaN and flagged. See `episode_estimates`.
-    """
+    episodes: LoggedEpisodes
+    terms: TargetTerms
+    log: EpisodeLog | None
+
+
+def prepare(policy: Any, dataset: Any, env_config: EnvConfig, quit_config: QuitRuleConfig,
+            user_model_table: RewardTable | None, config: EpisodeOPEConfig,
+            pscore: np.ndarray | None = None) -> EpisodeInputs:
+    """The logged episodes, the policy's terms and the model rollout (see `estimate_episodes`)."""
     if user_model_table is not None:
         columns = np.full(dataset.n_items, -1, dtype=np.int64)
         columns[np.asarray(user_model_table.items, dtype=np.int64)] = np.arange(user_model_table.shape[1])
         n_columns = user_model_table.shape[1]
         rule_table = user_model_table
     else:
+        if quit_config.kind == "distance":
+            raise ConfigError("episode estimates: the distance quit rule reads the user model's table; none was given")
         columns = item_columns(dataset)
         n_columns = int(columns.max()) + 1
-        rule_table = RewardTable(np.zeros((1, n_columns)), np.zeros((1, n_columns)), [0],
+        rule_table = RewardTable(np.zeros((1, n_columns)), np.zeros((1, n_columns)), np.zeros(1, np.int32),
                                  np.flatnonzero(columns >= 0)[np.argsort(columns[columns >= 0])])
     quit_rule = table_quit_rule(quit_config, rule_table, table_item_categories(dataset, rule_table))
-    length = env_config.limit_for(n_columns)
     candidates = np.unique(dataset.train["user"].to_numpy(np.int64))
     if user_model_table is not None:
         candidates = candidates[np.isin(candidates, np.asarray(user_model_table.users, np.int64))]
     if len(candidates) > config.max_users:
         candidates = np.sort(np.random.default_rng(config.seed).choice(candidates, config.max_users, replace=False))
     mode = env_config.parsed_mode
-    episodes = logged_episodes(dataset, columns, length, quit_rule if mode.quit_enabled else None, candidates,
+    replayed_rule = quit_rule if mode.quit_enabled else None
+    episodes = logged_episodes(dataset, columns, env_config.limit_for(n_columns), replayed_rule, candidates,
                                config.stride, pscore)
     wanted = set(config.estimators)
     log = None
     if user_model_table is not None and wanted & set(NEEDS_MODEL):
         log = model_rollout(policy, user_model_table, quit_rule, env_config, config.model_episodes, config.seed,
                             config.run_seed)
-    needs_values = log is not None and bool(wanted & {"dr", "wdr"})
+    to_go = value_to_go(log.rewards, log.lengths) if log is not None and wanted & {"dr", "wdr"} else None
     terms = target_terms(policy, episodes, env_config.history_window, n_columns, mode.mask_recommended,
-                         quit_rule if mode.quit_enabled else None, user_model_table if needs_values else None,
-                         value_to_go(log.rewards, log.lengths) if needs_values and log is not None else None)
+                         replayed_rule, user_model_table if to_go is not None else None, to_go)
+    return EpisodeInputs(episodes, terms, log)
+
+
+def estimates_from(inputs: EpisodeInputs, config: EpisodeOPEConfig) -> dict[str, EpisodeEstimate]:
+    """One `EpisodeEstimate` per name of `config.estimators` from prepared inputs."""
+    episodes, terms = inputs.episodes, inputs.terms
     out: dict[str, EpisodeEstimate] = {}
     for name in config.estimators:
         if name == "model":
             overlap = ess_per_step(np.minimum(cumulative_weights(episodes, terms), config.cap), episodes.user_weight)
-            out[name] = (model_estimate(log, overlap, config.n_bootstrap, config.seed) if log is not None
-                         else missing_estimate(length))
+            out[name] = (model_estimate(inputs.log, overlap, config.n_bootstrap, config.seed)
+                         if inputs.log is not None else missing_estimate(episodes.items.shape[1]))
         else:
             out[name] = weighted_estimate(episodes, terms, name, config.cap, config.n_bootstrap, config.seed,
                                           config.min_ess_share)
-    return out, episodes
+    return out
+
+
+def estimate_episodes(policy: Any, dataset: Any, env_config: EnvConfig, quit_config: QuitRuleConfig,
+                      user_model_table: RewardTable | None, config: EpisodeOPEConfig,
+                      pscore: np.ndarray | None = None) -> tuple[dict[str, EpisodeEstimate], EpisodeInputs]:
+    """Every estimate of `config.estimators` (an `EpisodeEstimate` each) and its inputs.
+
+    The action columns are the user model table's (else the truth's, else every item); the quit
+    rule is built over the user model's table (without one only the category rule can be built,
+    from the item categories). Users: those of the log that the table covers, at most
+    `config.max_users` (seeded choice). Without a user model table `model`, `dr` and `wdr` are
+    NaN and flagged. See `episode_estimates`.
+    """
+    inputs = prepare(policy, dataset, env_config, quit_config, user_model_table, config, pscore)
+    return estimates_from(inputs, config), inputs
 
 
 def episode_estimates(policy: Any, dataset: Any, env_config: EnvConfig, quit_config: QuitRuleConfig,
-                      user_model_table: RewardTable | None, estimators: tuple[str, ...] | list[str] = EPISODE_ESTIMATORS,
+                      user_model_table: RewardTable | None,
+                      estimators: tuple[str, ...] | list[str] = EPISODE_ESTIMATORS,
                       cap: float = 10.0, n_bootstrap: int = 200, seed: int = 0, *, max_users: int = 100,
                       model_episodes: int = 1000, run_seed: int = 0,
                       pscore: np.ndarray | None = None) -> dict[str, float]:
@@ -296,10 +324,10 @@ def episode_estimates(policy: Any, dataset: Any, env_config: EnvConfig, quit_con
         `ope_rtra_episodes` and `ope_rtra_users` (the logged episodes and users used).
     """
     config = EpisodeOPEConfig(tuple(estimators), cap, n_bootstrap, seed, max_users, 1, model_episodes, run_seed)
-    results, episodes = estimate_episodes(policy, dataset, env_config, quit_config, user_model_table, config, pscore)
+    results, inputs = estimate_episodes(policy, dataset, env_config, quit_config, user_model_table, config, pscore)
     out: dict[str, float] = {}
     for name, estimate in results.items():
         out.update(estimate.columns(name))
-    out["ope_rtra_episodes"] = float(len(episodes.users))
-    out["ope_rtra_users"] = float(episodes.n_users)
+    out["ope_rtra_episodes"] = float(len(inputs.episodes.users))
+    out["ope_rtra_users"] = float(inputs.episodes.n_users)
     return out
