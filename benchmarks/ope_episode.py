@@ -17,7 +17,8 @@ run's 100 to lower the truth's own noise; the run's reported R_tra is kept besid
 one-step truth `ope_truth` (sum_a pi(a|x) truth(u, a) on the same logged contexts).
 
 Per estimator and mode, across the policies: Spearman correlation of the estimates with the true
-R_tra (and, for the one-step estimators, with `ope_truth`), mean relative error |est - truth| /
+R_tra (and with the run's reported R_tra; for the one-step estimators with `ope_truth` and with
+R_tra), mean relative error |est - truth| /
 |truth| (policies whose truth is 0 left out), the share of policies whose truth lies inside the
 estimate's 95 % interval, and the share flagged unreliable. Baseline (same run): `naive`, the mean
 return of the replayed logged episodes (the behaviour's own R_tra, blind to the policy).
@@ -141,7 +142,8 @@ def episode_section(args: argparse.Namespace, spec: Spec, dataset: Any, policies
         row["seconds"] = time.perf_counter() - start
         per_policy[name] = row
     naive_values = {p: dict(value=naive, low=naive, high=naive, unreliable=False) for p in policies}
-    summary = {est: summarise(v, truth) for est, v in values.items()}
+    summary = {est: summarise(v, truth) | {"spearman_vs_reported_R_tra": spearman(
+        [v[p]["value"] for p in policies], [reported[p] for p in policies])} for est, v in values.items()}
     summary["naive"] = summarise(naive_values, truth)
     return dict(mode=mode, summary=summary,
                 reported_vs_true_spearman=spearman([reported[p] for p in policies], [truth[p] for p in policies]),

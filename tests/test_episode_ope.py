@@ -216,3 +216,11 @@ def test_invalid_inputs(world, kwargs, error):
     args = {"estimators": ("pdis",), "cap": 10.0, **kwargs}
     with pytest.raises(error):
         episode_estimates(TablePolicy(behaviour), ds, ENV, QUIT, None, **args)
+
+
+def test_too_short_logs_give_flagged_nan():
+    ds, behaviour = make_world(rows_per_user=ENV.max_turn - 1)
+    out = estimates(ds, TablePolicy(behaviour), ground_truth_table(ds), EPISODE_ESTIMATORS)
+    assert out["ope_rtra_episodes"] == 0.0
+    for name in EPISODE_ESTIMATORS:
+        assert math.isnan(out[f"ope_rtra_{name}"]) and out[f"ope_rtra_{name}_unreliable"] == 1.0

@@ -119,8 +119,7 @@ def logged_episodes(dataset: Any, columns: np.ndarray, length: int, quit_rule: Q
         stride: rows between the starts of consecutive windows of a user (>= 1).
         pscore: float (n_train,) behaviour propensities (None: see `behaviour_pscore`).
 
-    Raises:
-        DataError: no user has `length` usable rows.
+    Returns no episodes (E = 0) when no user has `length` usable rows.
     """
     if stride < 1:
         raise ValueError(f"stride: must be >= 1, got {stride}")
@@ -139,9 +138,7 @@ def logged_episodes(dataset: Any, columns: np.ndarray, length: int, quit_rule: Q
     begin = np.flatnonzero(first)
     count = np.diff(np.r_[begin, len(row_user)])
     starts = [b + np.arange(0, c - length + 1, stride) for b, c in zip(begin, count, strict=True) if c >= length]
-    if not starts:
-        raise DataError(dataset.name, "train", f"no user has {length} logged rows for an episode")
-    start = np.concatenate(starts)
+    start = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
     index = start[:, None] + np.arange(length)[None, :]
     items = frame["item"].to_numpy()[index]
     episode_users = row_user[start]

@@ -254,7 +254,7 @@ def prepare(policy: Any, dataset: Any, env_config: EnvConfig, quit_config: QuitR
     replayed_rule = quit_rule if mode.quit_enabled else None
     episodes = logged_episodes(dataset, columns, env_config.limit_for(n_columns), replayed_rule, candidates,
                                config.stride, pscore)
-    wanted = set(config.estimators)
+    wanted = set(config.estimators) if len(episodes.users) else set()
     log = None
     if user_model_table is not None and wanted & set(NEEDS_MODEL):
         log = model_rollout(policy, user_model_table, quit_rule, env_config, config.model_episodes, config.seed,
@@ -289,9 +289,12 @@ def estimate_episodes(policy: Any, dataset: Any, env_config: EnvConfig, quit_con
     rule is built over the user model's table (without one only the category rule can be built,
     from the item categories). Users: those of the log that the table covers, at most
     `config.max_users` (seeded choice). Without a user model table `model`, `dr` and `wdr` are
-    NaN and flagged. See `episode_estimates`.
+    NaN and flagged; every estimate is, when no user has an episode's length of logged rows.
+    See `episode_estimates`.
     """
     inputs = prepare(policy, dataset, env_config, quit_config, user_model_table, config, pscore)
+    if not len(inputs.episodes.users):
+        return {name: missing_estimate(inputs.episodes.items.shape[1]) for name in config.estimators}, inputs
     return estimates_from(inputs, config), inputs
 
 

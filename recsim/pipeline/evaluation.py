@@ -6,8 +6,10 @@ estimates come from `recsim.evaluation.logged` and are shared by every mode's ro
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from recsim.evaluation.episode_ope import episode_estimates
 from recsim.evaluation.logged import logged_contexts, off_policy_estimates, ranking_metrics
 from recsim.evaluation.online import OnlineEvaluator
 from recsim.evaluation.rollout import EpisodeLog
@@ -38,12 +40,25 @@ def evaluate_method(policy: Any, dataset: Any, config: Any, evaluation: Evaluati
                                            evaluation.n_bootstrap, evaluation.seed, user_model_table))
         shared["ope_pscore_source"] = contexts.pscore_source
     if dataset.truth is None:
-        return [{"mode": "offline", **shared}], {}
+        return [{"mode": "offline", **shared, **episode_values(policy, dataset, config, evaluation,
+                                                             user_model_table, evaluation.modes[0])}], {}
     evaluator = OnlineEvaluator(dataset, evaluation.online(evaluation.modes[0]), config.env, config.quit)
     rows, logs = [], {}
     for mode in evaluation.modes:
         in_mode = evaluator.in_mode(mode)
         log = in_mode.rollout(policy, config.seed, config.device, progress)
-        rows.append({"mode": mode, **in_mode.metrics(log), **shared})
+        rows.append({"mode": mode, **in_mode.metrics(log), **shared,
+                     **episode_values(policy, dataset, config, evaluation, user_model_table, mode)})
         logs[mode] = log
     return rows, logs
+
+
+# -- episode-value estimates (recsim.evaluation.episode_ope): R_tra from the log, one set per mode
+def episode_values(policy: Any, dataset: Any, config: Any, evaluation: EvaluationSpec,
+                   user_model_table: RewardTable | None, mode: str) -> dict[str, float]:
+    """`ope_rtra_*` of the policy in `mode` when the spec asks for off-policy estimates."""
+    if not evaluation.ope:
+        return {}
+    return episode_estimates(policy, dataset, dataclasses.replace(config.env, mode=mode), config.quit,
+                             user_model_table, cap=evaluation.ope_cap, n_bootstrap=evaluation.n_bootstrap,
+                             seed=evaluation.seed, max_users=evaluation.ope_max_users, run_seed=config.seed)
