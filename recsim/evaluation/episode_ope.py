@@ -115,8 +115,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, numerator / safe, 0.0)
 
 
-def _pdis_columns(ep: LoggedEpisodes, rho: np.ndarray, w: np.ndarray, terms: TargetTerms, name: str
-                  ) -> np.ndarray:
+def _columns(ep: LoggedEpisodes, rho: np.ndarray, w: np.ndarray, terms: TargetTerms, name: str) -> np.ndarray:
     """Per-episode columns whose user sums determine the estimate (see `_combine`)."""
     c = ep.user_weight[:, None]
     r = np.where(ep.alive, ep.rewards, 0.0)
@@ -135,7 +134,7 @@ def _pdis_columns(ep: LoggedEpisodes, rho: np.ndarray, w: np.ndarray, terms: Tar
 
 
 def _combine(sums: np.ndarray, name: str, length: int) -> np.ndarray:
-    """The estimate (B,) from user sums (B, k) of `_pdis_columns`."""
+    """The estimate (B,) from user sums (B, k) of `_columns`."""
     L = length
     if name in ("pdis", "dr"):
         return sums[:, :L].sum(axis=1) / sums[:, L]
@@ -152,7 +151,7 @@ def weighted_estimate(episodes: LoggedEpisodes, terms: TargetTerms, name: str, c
     rho = cumulative_weights(episodes, terms)
     w = np.minimum(rho, cap)
     length = episodes.items.shape[1]
-    columns = np.nan_to_num(_pdis_columns(episodes, rho, w, terms, name), nan=0.0)
+    columns = np.nan_to_num(_columns(episodes, rho, w, terms, name), nan=0.0)
     inverse, n_groups = group_index(episodes.users, len(episodes.users), "users")
     sums = group_sums(columns, inverse, n_groups)
     with np.errstate(invalid="ignore", over="ignore"):
