@@ -35,6 +35,11 @@ interval. Behaviour propensities on the training log, each named in the output:
 "dataset" (the shipped observation propensities P_ui normalised per user, P_ui / sum_j P_uj,
 i.e. the probability that a logged row is item i), "item popularity" ((count_i + 1) /
 sum (count + 1)) and "uniform" (1 / n_items: no correction; the naive baseline).
+
+With `--run-dir RUN` (a finished `recsim run pipelines/quickstart.yaml --out RUN`), the trained
+and static policies of that run are scored too: the episode-value estimators of
+`recsim.evaluation.episode_ope` against the true R_tra and the one-step estimators against the
+one-step truth (`benchmarks/ope_episode.py`, which also runs alone; its output under "episode").
 """
 from __future__ import annotations
 
@@ -395,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--coat-dir", default=None, help="raw Coat folder (default $RECSIM_SHARED_DATA/coat)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--run-dir", default=None, help="a finished quickstart run: also score its policies "
+                        "(benchmarks/ope_episode.py with its defaults)")
     args = parser.parse_args(argv)
     if args.reps < 2:
         parser.error("--reps: needs at least 2 repeated logs")
@@ -413,6 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         out["coat_seconds"] = time.perf_counter() - coat_start
     else:
         out["coat"] = dict(skipped=f"no Coat raw files in {coat_dir}")
+    if args.run_dir:
+        import ope_episode  # the sibling benchmark (this file's folder is on sys.path when run as a script)
+
+        episode_start = time.perf_counter()
+        episode_args = ope_episode.parser().parse_args(["--run-dir", args.run_dir, "--seed", str(args.seed)])
+        out["episode"] = ope_episode.validate(episode_args)
+        out["episode_seconds"] = time.perf_counter() - episode_start
     out["seconds"] = time.perf_counter() - start
     out["cpu_seconds"] = time.process_time() - cpu_start
     print(json.dumps(json_safe(out), indent=1))

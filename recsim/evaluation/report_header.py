@@ -162,6 +162,10 @@ def _logged_evaluation_items(results: pd.DataFrame, dataset: Any) -> list[tuple[
             users = pd.to_numeric(results.get("ope_n_users"), errors="coerce")
             used = (f"; contexts used: {_span(contexts)} logged rows of {_span(users)} users covered by the "
                     "reward model, the propensities and the ground truth")
+        if "ope_n_episodes" in results.columns:
+            episodes = pd.to_numeric(results["ope_n_episodes"], errors="coerce")
+            users = pd.to_numeric(results.get("ope_n_episode_users"), errors="coerce")
+            used += f"; episode estimates: {_span(episodes)} logged windows of {_span(users)} users"
         items.append(("propensities", "; ".join(sources) + used))
     return items
 

@@ -7,8 +7,12 @@ off-policy estimates and the value on a random-exposure test log come from
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import numpy as np
+
+from recsim.evaluation.episode_ope import episode_estimates
 from recsim.evaluation.logged import (
     covered_users,
     logged_contexts,
@@ -17,7 +21,7 @@ from recsim.evaluation.logged import (
     ranking_metrics,
 )
 from recsim.evaluation.online import OnlineEvaluator
-from recsim.evaluation.propensity import fit_behaviour
+from recsim.evaluation.propensity import BehaviourModel, fit_behaviour
 from recsim.evaluation.rollout import EpisodeLog
 from recsim.pipeline.spec import EvaluationSpec
 from recsim.reward.table import RewardTable
@@ -59,12 +63,47 @@ def evaluate_method(policy: Any, dataset: Any, config: Any, evaluation: Evaluati
     """
     shared = logged_metrics(policy, dataset, config.env.history_window, evaluation, user_model_table)
     if dataset.truth is None:
-        return [{"mode": "offline", **shared}], {}
+        return [{"mode": "offline", **shared, **episode_values(policy, dataset, config, evaluation,
+                                                             user_model_table, evaluation.modes[0])}], {}
     evaluator = OnlineEvaluator(dataset, evaluation.online(evaluation.modes[0]), config.env, config.quit)
     rows, logs = [], {}
     for mode in evaluation.modes:
         in_mode = evaluator.in_mode(mode)
         log = in_mode.rollout(policy, config.seed, config.device, progress)
-        rows.append({"mode": mode, **in_mode.metrics(log), **shared})
+        rows.append({"mode": mode, **in_mode.metrics(log), **shared,
+                     **episode_values(policy, dataset, config, evaluation, user_model_table, mode)})
         logs[mode] = log
     return rows, logs
+
+
+def episode_values(policy: Any, dataset: Any, config: Any, evaluation: EvaluationSpec,
+                   user_model_table: RewardTable | None, mode: str) -> dict[str, float]:
+    """`ope_rtra_*`: the estimates of the policy's R_tra in `mode` from the training log
+    (`recsim.evaluation.episode_ope`), with the spec's behaviour model and as many model-rollout
+    episodes as the online evaluation runs."""
+    if not evaluation.ope_episode:
+        return {}
+    table = user_model_table if evaluation.needs_user_model else None
+    behaviour = fit_behaviour(evaluation.ope_propensity, dataset, table, seed=evaluation.seed)
+    out = episode_estimates(policy, dataset, dataclasses.replace(config.env, mode=mode), config.quit, table,
+                            evaluation.ope_episode, cap=evaluation.ope_cap, n_bootstrap=evaluation.n_bootstrap,
+                            seed=evaluation.seed, max_users=evaluation.ope_episode_users,
+                            stride=evaluation.ope_episode_stride, model_episodes=evaluation.episodes,
+                            run_seed=config.seed, pscore=training_pscore(behaviour, dataset))
+    return {**out, "ope_pscore_source": behaviour.source}
+
+
+def training_pscore(behaviour: BehaviourModel, dataset: Any) -> np.ndarray:
+    """float64 (n_train,) pi_b of every training row under `behaviour`. A user-model softmax is
+    defined only for the table's users; the rows of other users (never drawn into an episode,
+    whose users are the table's) keep the item-popularity share."""
+    log = dataset.train
+    users, items = log["user"].to_numpy(np.int64), log["item"].to_numpy(np.int64)
+    logged = log["propensity"].to_numpy(np.float64) if "propensity" in log.columns else None
+    covered = behaviour.covered_users
+    if covered is None:
+        return behaviour.pscore(users, items, logged)
+    out = behaviour.item_share[items].astype(np.float64)
+    inside = np.isin(users, covered)
+    out[inside] = behaviour.pscore(users[inside], items[inside])
+    return out

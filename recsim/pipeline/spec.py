@@ -164,6 +164,13 @@ class EvaluationSpec(EvalConfig):
         ope_propensity: the behaviour model of the propensities (`recsim.evaluation.propensity`):
             "auto" (the log's own where it has them, else item popularity), "logged",
             "item_popularity", "user_model_softmax", "user_model_popularity_softmax".
+        ope_episode: estimators of the episode value R_tra from the log
+            (`recsim.evaluation.episode_ope.EPISODE_ESTIMATORS`); [] = none. They share
+            `ope_cap` and `ope_propensity` with the one-step estimators.
+        ope_episode_users: the episode estimates use the logged windows of at most this many
+            users (seeded choice among the users the models cover).
+        ope_episode_stride: logged rows between the starts of a user's windows (1: a window at
+            every row; larger: fewer, less overlapping windows and a cheaper estimate).
         ndcg_k: cut-offs of NDCG@k / Recall@k of each policy's first-step ranking.
     """
 
@@ -172,6 +179,9 @@ class EvaluationSpec(EvalConfig):
     ope_cap: float = 10.0
     ope_max_users: int = 500
     ope_propensity: str = "auto"
+    ope_episode: list[str] = dataclasses.field(default_factory=lambda: ["pdis", "ncis", "model", "dr", "wdr"])
+    ope_episode_users: int = 100
+    ope_episode_stride: int = 1
     ndcg_k: list[int] = dataclasses.field(default_factory=lambda: [10])
 
     def __post_init__(self) -> None:
@@ -190,6 +200,15 @@ class EvaluationSpec(EvalConfig):
         if self.ope_propensity not in PROPENSITY_MODELS:
             raise ConfigError(f"evaluation.ope_propensity: unknown model {self.ope_propensity!r}; choose from "
                               f"{', '.join(PROPENSITY_MODELS)}")
+        from recsim.evaluation.episode_ope import EPISODE_ESTIMATORS
+
+        unknown = [e for e in self.ope_episode if e not in EPISODE_ESTIMATORS]
+        if unknown:
+            raise ConfigError(f"evaluation.ope_episode: unknown estimator(s) {unknown}; choose from "
+                              f"{list(EPISODE_ESTIMATORS)}")
+        for name in ("ope_episode_users", "ope_episode_stride"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluation.{name}: must be >= 1, got {getattr(self, name)}")
         if self.ope_max_users < 1:
             raise ConfigError(f"evaluation.ope_max_users: must be >= 1, got {self.ope_max_users}")
         if any(k < 1 for k in self.ndcg_k):
@@ -199,12 +218,15 @@ class EvaluationSpec(EvalConfig):
 
     @property
     def needs_user_model(self) -> bool:
-        """Whether the off-policy evaluation reads the user model's table (DM / DR / SNDR or a
-        user-model propensity)."""
+        """Whether the off-policy evaluation reads the user model's table (DM / DR / SNDR, an
+        episode estimate, or a user-model propensity)."""
         from recsim.evaluation.propensity import NEEDS_TABLE
 
-        return bool(self.ope) and (any(e in ("dm", "dr", "sndr") for e in self.ope)
-                                   or self.ope_propensity in NEEDS_TABLE)
+        from recsim.evaluation.episode_ope import NEEDS_MODEL
+
+        one_step = bool(self.ope) and any(e in ("dm", "dr", "sndr") for e in self.ope)
+        return one_step or any(e in NEEDS_MODEL for e in self.ope_episode) or (
+            bool(self.ope or self.ope_episode) and self.ope_propensity in NEEDS_TABLE)
 
     def online(self, mode: str | None = None) -> EvalConfig:
         """The `EvalConfig` of this section (in `mode`, default the training curve's)."""
