@@ -57,7 +57,7 @@ from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
 from recsim.errors import ConfigError
 from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
-from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
+from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, item_distribution
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import RunLogger, open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
@@ -180,7 +180,7 @@ def build_agent(agent: AgentConfig, n_items: int, tracker: ModuleWithVectorOutpu
     state_net = StateNet(tracker, agent.hidden_sizes)
     actor = MaskedItemHead(state_net, n_items)
     critic = ValueHead(state_net)
-    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=categorical_from_logits,
+    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=item_distribution(agent.ent_coef),
                                       action_space=action_space,
                                       observation_space=observation_space, action_scaling=False,
                                       action_bound_method=None, deterministic_eval=agent.deterministic_eval)
