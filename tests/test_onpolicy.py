@@ -270,3 +270,24 @@ def test_item_categorical_sampler_draws_the_softmax_and_never_a_masked_item():
     one_hot = torch.full((3, 200), -1e9)
     one_hot[torch.arange(3), torch.tensor([0, 127, 199])] = 0.0  # first, block-boundary and last item
     assert categorical_from_logits(one_hot).sample().tolist() == [0, 127, 199]
+
+
+@pytest.mark.parametrize("n_values", [1, 3])
+def test_compact_mask_written_in_place_equals_the_dense_mask_with_its_gradient(n_values):
+    from recsim.policy.actors import apply_mask, mask_listed_items_
+
+    weight = torch.randn(4, 6 * n_values, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    features = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    listed = np.array([[0, 5, -1], [-1, -1, -1], [2, 2, 3], [1, -1, -1], [4, 0, 1]])
+    dense = np.ones((5, 6), dtype=bool)
+    for row, items in enumerate(listed):
+        dense[row, items[items >= 0]] = False
+    outputs = []
+    for masked in (lambda out: mask_listed_items_(out, listed),
+                   lambda out: apply_mask(out, torch.as_tensor(dense))):
+        out = masked((features @ weight).view(5, 6, n_values).squeeze(-1))
+        out.sum().backward()  # a gradient at every entry: a masked one must not reach the weights
+        outputs.append((out.detach().clone(), weight.grad.clone()))
+        weight.grad = None
+    torch.testing.assert_close(outputs[0][0], outputs[1][0])
+    torch.testing.assert_close(outputs[0][1], outputs[1][1])

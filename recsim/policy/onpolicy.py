@@ -31,13 +31,14 @@ The update is tianshou's: `algorithm.update(buffer, batch_size, repeat)` of its 
 (critic values, GAE and returns in its `_preprocess_batch`, its losses and optimiser in
 `_update_with_batch`), called inside `policy_within_training_step` as its trainer does.
 
-Where the time goes (`benchmarks/policy_training.py`, KuaiRec scale, 1,000 users per step,
-cProfile): after the collection's Python and the distribution's overheads were removed, an
-epoch is about 70 % tianshou's update and 30 % collection, both dominated by the
-(B, 64) x (64, 3,327) output layer (one matrix product per collected step, three per updated
-sample) and a handful of elementwise passes over (B, 3,327). The update's cost per sample does
-not depend on the minibatch size or the number of minibatches, so no learning setting is
-changed for speed.
+Where the time goes (cProfile at the settings of `benchmarks/policy_training.py`, KuaiRec
+scale, NX_0): with 1,000 users per step an epoch is 68 % tianshou's update and 31 % collection,
+both dominated by the (B, 64) x (64, 3,327) output layer (one matrix product per collected
+step, three per updated sample) and a handful of elementwise passes over (B, 3,327); with the
+published 100 users per step, 47 % update and 49 % collection, whose fixed cost per step
+(about 30 small torch calls for the tracker, sampling and mask) then weighs as much as the
+arithmetic. The update's cost per sample does not depend on the minibatch size or the number
+of minibatches, so no learning setting is changed for speed.
 """
 from __future__ import annotations
 
