@@ -9,8 +9,9 @@ world and budget, in one run:
 - world: the synthetic `kuairec` world (1,411 users x 3,327 items), its ground truth as the
   simulator's reward table (the speed does not depend on the values), the category quit rule
   (threshold 0, N = 4), NX_0 mask, 30-step limit, MBPO reward;
-- budget: `--num-envs` parallel users, `--episodes` episodes per update, minibatch `--batch-size`
-  (defaults 1,000 / 1,000 / 1,024; tianshou's collector is at its fastest with many envs);
+- budget (`SETTINGS`, `--settings`): `published`, 100 parallel users, 100 episodes per update,
+  minibatch 1,024 (DORL / ROLeR), and `wide`, 1,000 users and episodes per update, minibatch
+  1,024 (tianshou's collector is at its fastest with many envs); both by default;
 - one warm-up epoch per path first (tianshou compiles its GAE kernel with numba once per
   process), then `--repeats` alternating timed epochs per path; the best of each is reported
   (the machine is shared with other jobs; the median is printed too).
@@ -43,11 +44,20 @@ from recsim.policy.model_based import ModelBasedConfig, train_model_based
 from recsim.reward.penalty import PenaltyConfig
 from recsim.reward.table import RewardTable
 
+SETTINGS = {
+    "published": {"num_envs": 100, "episodes": 100, "batch_size": 1024},
+    "wide": {"num_envs": 1000, "episodes": 1000, "batch_size": 1024},
+}
+"""`published`: DORL / ROLeR's 100 parallel users, 100 episodes per update, minibatch 1,024
+(`recsim.policy.methods.BUDGETS["paper"]`); `wide`: 1,000 users and episodes per update, the
+same minibatch (the same per-sample work, ten times the users per forward pass)."""
 
-def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, args: argparse.Namespace) -> dict:
+
+def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, setting: dict,
+               args: argparse.Namespace) -> dict:
     """One training epoch of `steps` environment steps; its steps, seconds and steps per second."""
-    budget = Budget(epochs=1, epoch_num_steps=steps, num_envs=args.num_envs, episodes_per_collect=args.episodes,
-                    batch_size=args.batch_size)
+    budget = Budget(epochs=1, epoch_num_steps=steps, num_envs=setting["num_envs"],
+                    episodes_per_collect=setting["episodes"], batch_size=setting["batch_size"])
     config = ModelBasedConfig(method="mbpo", penalty=PenaltyConfig(0.0, 0.0), budget=budget, collector=collector,
                               env=EnvConfig(mode="NX_0"), device=args.device, progress=False,
                               torch_threads=args.threads)
@@ -59,12 +69,12 @@ def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, args: 
             "train_return": round(float(record["train_return"]), 4)}
 
 
-def time_collections(table: RewardTable, quit_rule, args: argparse.Namespace, repeats: int) -> dict:
-    """Steps per second of collecting `args.episodes` episodes, batched and through tianshou's Collector."""
+def time_collections(table: RewardTable, quit_rule, setting: dict, args: argparse.Namespace, repeats: int) -> dict:
+    """Steps per second of collecting `setting["episodes"]` episodes, batched and through tianshou's Collector."""
     import torch
     from tianshou.data import Collector, VectorReplayBuffer
 
-    from recsim.env import BatchedRecEnv, EnvConfig
+    from recsim.env import BatchedRecEnv
     from recsim.policy.actors import build_tracker
     from recsim.policy.model_based import AgentConfig, build_agent
     from recsim.policy.onpolicy import BatchedCollector
@@ -72,21 +82,23 @@ def time_collections(table: RewardTable, quit_rule, args: argparse.Namespace, re
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
-    env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=args.num_envs, seed=0, breakdown=False)
+    num_envs, episodes = setting["num_envs"], setting["episodes"]
+    env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=num_envs, seed=0, breakdown=False)
     agent = AgentConfig()
-    algorithm = build_agent(agent, env.n_items, build_tracker(agent.tracker, env.n_items, None, 10), env)
+    tracker = build_tracker(agent.tracker, env.n_items, None, env.config.history_window)
+    algorithm = build_agent(agent, env.n_items, tracker, env.single_action_space, env.single_observation_space)
     scale = FeedbackScale(float(table.mean.min()), float(table.mean.max()))
     batched = BatchedCollector(algorithm.policy, env, scale)
     venv = ScaledFeedbackVectorEnv(env, scale)
-    collector = Collector(algorithm.policy, venv, VectorReplayBuffer(args.episodes * env.limit * 2, args.num_envs))
+    collector = Collector(algorithm.policy, venv, VectorReplayBuffer(episodes * env.limit * 2, num_envs))
     rates: dict[str, list[float]] = {"batched": [], "tianshou_collector": []}
     for _ in range(repeats + 1):  # the first round warms up
         start = time.perf_counter()
-        steps = batched.collect(args.episodes).n_steps
+        steps = batched.collect(episodes).n_steps
         rates["batched"].append(steps / (time.perf_counter() - start))
         collector.reset(reset_buffer=True)
         start = time.perf_counter()
-        steps = collector.collect(n_episode=args.episodes).n_collected_steps
+        steps = collector.collect(n_episode=episodes).n_collected_steps
         rates["tianshou_collector"].append(steps / (time.perf_counter() - start))
     best = {k: round(max(v[1:])) for k, v in rates.items()}
     return {**{f"{k}_best_steps_per_s": v for k, v in best.items()},
@@ -98,12 +110,31 @@ def summary(runs: list[dict]) -> dict:
     return {"best_steps_per_s": max(rates), "median_steps_per_s": round(float(np.median(rates))), "runs": runs}
 
 
+def measure(name: str, table: RewardTable, quit_rule, args: argparse.Namespace) -> dict:
+    """Both paths at one setting: warm-up, `repeats` alternating timed epochs each, collections alone."""
+    setting = SETTINGS[name]
+    batched_steps = args.batched_steps or (20_000 if args.quick else 100_000)
+    tianshou_steps = args.tianshou_steps or (5_000 if args.quick else 20_000)
+    repeats = args.repeats or (1 if args.quick else 3)
+    for collector in ("batched", "tianshou"):  # warm-up: numba compilation, first allocations
+        time_epoch(collector, table, quit_rule, setting["episodes"], setting, args)
+    runs: dict[str, list[dict]] = {"batched": [], "tianshou": []}
+    for _ in range(repeats):
+        runs["batched"].append(time_epoch("batched", table, quit_rule, batched_steps, setting, args))
+        runs["tianshou"].append(time_epoch("tianshou", table, quit_rule, tianshou_steps, setting, args))
+    batched, baseline = summary(runs["batched"]), summary(runs["tianshou"])
+    return {"num_envs": setting["num_envs"], "episodes_per_update": setting["episodes"],
+            "batch_size": setting["batch_size"], "repeats": repeats,
+            "batched": batched, "tianshou_collector": baseline,
+            "ratio_best": round(batched["best_steps_per_s"] / baseline["best_steps_per_s"], 1),
+            "ratio_median": round(batched["median_steps_per_s"] / baseline["median_steps_per_s"], 1),
+            "collection_only": time_collections(table, quit_rule, setting, args, repeats)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter epochs, one repeat")
-    parser.add_argument("--num-envs", type=int, default=1000)
-    parser.add_argument("--episodes", type=int, default=1000, help="episodes per update")
-    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["published", "wide"])
     parser.add_argument("--batched-steps", type=int, default=None, help="steps per timed epoch, batched path")
     parser.add_argument("--tianshou-steps", type=int, default=None, help="steps per timed epoch, collector path")
     parser.add_argument("--repeats", type=int, default=None)
@@ -111,36 +142,23 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    batched_steps = args.batched_steps or (20_000 if args.quick else 100_000)
-    tianshou_steps = args.tianshou_steps or (5_000 if args.quick else 20_000)
-    repeats = args.repeats or (1 if args.quick else 3)
 
     world = generate_world("kuairec", 0)
     table = RewardTable.from_truth(world.truth, world.truth_users, world.truth_items)
     quit_rule = CategoryOverlapQuit(np.asarray(world.item_categories, dtype=bool), leave_threshold=0, window=4)
-    for collector in ("batched", "tianshou"):  # warm-up: numba compilation, first allocations
-        time_epoch(collector, table, quit_rule, args.episodes, args)
-    runs: dict[str, list[dict]] = {"batched": [], "tianshou": []}
-    for _ in range(repeats):
-        runs["batched"].append(time_epoch("batched", table, quit_rule, batched_steps, args))
-        runs["tianshou"].append(time_epoch("tianshou", table, quit_rule, tianshou_steps, args))
-    batched, baseline = summary(runs["batched"]), summary(runs["tianshou"])
-    collections = time_collections(table, quit_rule, args, repeats)
+    load_before = os.getloadavg()[0]
+    settings = {name: measure(name, table, quit_rule, args) for name in args.settings}
     result = {
         "benchmark": "policy_training",
         "quick": args.quick,
         "setup": {"world": "synthetic kuairec", "users": int(table.shape[0]), "items": int(table.shape[1]),
                   "mode": "NX_0", "quit_rule": "category overlap, threshold 0, window 4", "max_turn": 30,
                   "reward": "MBPO (ground truth as the table)", "tracker": "average, window 3",
-                  "network": "MLP 64-64, softmax over all items", "algorithm": "tianshou A2C",
-                  "num_envs": args.num_envs, "episodes_per_update": args.episodes, "batch_size": args.batch_size,
-                  "torch_threads": args.threads, "device": args.device, "repeats": repeats,
-                  "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
+                  "network": "MLP 64-64, softmax over all items", "algorithm": "tianshou A2C (ent_coef 0)",
+                  "torch_threads": args.threads, "device": args.device, "cpu_count": os.cpu_count(),
+                  "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                   "python": platform.python_version()},
-        "batched": batched,
-        "tianshou_collector": baseline,
-        "ratio_best": round(batched["best_steps_per_s"] / baseline["best_steps_per_s"], 1),
-        "collection_only": collections,
+        "settings": settings,
         "targets": {"ratio_at_least": 10, "batched_steps_per_s_at_least": 30_000},
     }
     print(json.dumps(result, indent=2))

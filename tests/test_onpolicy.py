@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from tianshou.data import ReplayBuffer, VectorReplayBuffer
+from tianshou.utils.torch_utils import policy_within_training_step
 
 from recsim.data.synthetic import generate_world
 from recsim.env import BatchedRecEnv, CategoryOverlapQuit, EnvConfig
@@ -150,6 +151,26 @@ def test_returns_and_advantages_equal_tianshous_on_its_own_buffer_hand_case(tabl
     np.testing.assert_allclose(a.adv.numpy(), adv, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("ent_coef", [0.0, 0.05])
+def test_tianshous_update_with_the_item_distribution_equals_it_with_torchs_categorical(table, quit_rule, ent_coef):
+    """Same batch, same initial weights: A2C's minibatch updates give the same weights."""
+    env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=8, seed=3, breakdown=False)
+    agent = AgentConfig(ent_coef=ent_coef)
+    ours, reference = _algorithm(env, agent), _algorithm(env, agent)
+    reference.policy.dist_fn = lambda logits: torch.distributions.Categorical(logits=logits)
+    torch.manual_seed(1)
+    rollout = BatchedCollector(ours.policy, env, FeedbackScale(0.0, 4.0)).collect(20)
+    for algorithm in (ours, reference):
+        np.random.seed(0)  # tianshou's minibatch shuffle
+        with policy_within_training_step(algorithm.policy):
+            stats = algorithm.update(rollout.buffer, batch_size=16, repeat=2)
+        assert stats.gradient_steps >= 4
+    theirs = dict(reference.named_parameters())
+    for name, value in ours.named_parameters():
+        torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-6, msg=name)
+    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env, agent).policy.actor.last.weight)
+
+
 def _config(**overrides) -> ModelBasedConfig:
     values = {"method": "mbpo", "penalty": PenaltyConfig(0.0, 0.0), "progress": False,
               "budget": Budget(epochs=2, epoch_num_steps=400, num_envs=16, episodes_per_collect=20, batch_size=64)}
@@ -200,16 +221,73 @@ def test_batched_a2c_learns_in_the_ground_truth_simulator(table, quit_rule, tmp_
     assert history[-1]["train_return"] > 1.5 * history[0]["train_return"]
 
 
-def test_item_categorical_entropy_and_sampler_match_torchs_categorical_on_masked_logits():
-    from recsim.policy.actors import MASKED_VALUE, categorical_from_logits
+def _masked_logits(rows: int = 4, items: int = 50) -> torch.Tensor:
+    from recsim.policy.actors import MASKED_VALUE
 
     generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(4, 50, generator=generator) * 3
+    logits = torch.randn(rows, items, generator=generator) * 3
     logits[:, ::3] = MASKED_VALUE
-    ours, reference = categorical_from_logits(logits), torch.distributions.Categorical(logits=logits)
-    torch.testing.assert_close(ours.entropy(), reference.entropy())
+    return logits
+
+
+@pytest.mark.parametrize("entropy_grad", [True, False])
+def test_item_categorical_values_and_gradients_equal_torchs_categorical(entropy_grad):
+    from recsim.policy.actors import ItemCategorical
+
+    base = _masked_logits()
+    act = torch.tensor([1, 4, 49, 2])
+    weights = torch.tensor([0.5, -1.0, 2.0, 0.25])
+    grads = []
+    for make in (lambda z: ItemCategorical(z, entropy_grad=entropy_grad),
+                 lambda z: torch.distributions.Categorical(logits=z)):
+        logits = base.clone().requires_grad_()
+        dist = make(logits)
+        log_prob, entropy = dist.log_prob(act.float()), dist.entropy()
+        ((log_prob * weights).sum() + 0.3 * (entropy * weights.flip(0)).sum()).backward()
+        grads.append((log_prob.detach(), entropy.detach(), logits.grad))
+    (ours_lp, ours_h, ours_g), (ref_lp, ref_h, ref_g) = grads
+    torch.testing.assert_close(ours_lp, ref_lp)
+    torch.testing.assert_close(ours_h, ref_h)
+    if entropy_grad:
+        torch.testing.assert_close(ours_g, ref_g)
+    else:  # the log-probability's gradient alone
+        logits = base.clone().requires_grad_()
+        (torch.distributions.Categorical(logits=logits).log_prob(act) * weights).sum().backward()
+        torch.testing.assert_close(ours_g, logits.grad)
+    assert (ours_g[:, ::3] == 0).all()  # masked items get no gradient
+
+
+def test_item_categorical_sampler_draws_the_softmax_and_never_a_masked_item():
+    from recsim.policy.actors import SAMPLE_BLOCK, categorical_from_logits
+
+    logits = _masked_logits(items=SAMPLE_BLOCK * 2 + 7)  # two full blocks and a partial one
+    reference = torch.distributions.Categorical(logits=logits)
     torch.manual_seed(0)
-    draws = ours.sample((20_000,))
-    assert (draws % 3 != 0).all()  # a masked item is never drawn
-    frequencies = torch.stack([torch.bincount(draws[:, r], minlength=50) for r in range(4)]) / 20_000.0
+    draws = categorical_from_logits(logits).sample((20_000,))
+    assert draws.shape == (20_000, 4) and (draws % 3 != 0).all()
+    frequencies = torch.stack([torch.bincount(draws[:, r], minlength=logits.shape[1]) for r in range(4)]) / 20_000.0
     assert (frequencies - reference.probs).abs().max() < 0.015
+    one_hot = torch.full((3, 200), -1e9)
+    one_hot[torch.arange(3), torch.tensor([0, 127, 199])] = 0.0  # first, block-boundary and last item
+    assert categorical_from_logits(one_hot).sample().tolist() == [0, 127, 199]
+
+
+@pytest.mark.parametrize("n_values", [1, 3])
+def test_compact_mask_written_in_place_equals_the_dense_mask_with_its_gradient(n_values):
+    from recsim.policy.actors import apply_mask, mask_listed_items_
+
+    weight = torch.randn(4, 6 * n_values, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    features = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    listed = np.array([[0, 5, -1], [-1, -1, -1], [2, 2, 3], [1, -1, -1], [4, 0, 1]])
+    dense = np.ones((5, 6), dtype=bool)
+    for row, items in enumerate(listed):
+        dense[row, items[items >= 0]] = False
+    outputs = []
+    for masked in (lambda out: mask_listed_items_(out, listed),
+                   lambda out: apply_mask(out, torch.as_tensor(dense))):
+        out = masked((features @ weight).view(5, 6, n_values).squeeze(-1))
+        out.sum().backward()  # a gradient at every entry: a masked one must not reach the weights
+        outputs.append((out.detach().clone(), weight.grad.clone()))
+        weight.grad = None
+    torch.testing.assert_close(outputs[0][0], outputs[1][0])
+    torch.testing.assert_close(outputs[0][1], outputs[1][1])

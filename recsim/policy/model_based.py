@@ -13,9 +13,10 @@ Two collection paths feed tianshou 2's own A2C / PPO update (`ModelBasedConfig.c
 - `"batched"` (default): `recsim.policy.onpolicy.BatchedCollector` runs complete episodes of
   many simulated users at once in arrays and hands them to `algorithm.update` (tianshou's GAE,
   losses and optimiser). The default: `benchmarks/policy_training.py` (KuaiRec scale, NX_0,
-  1,000 users and episodes per update, minibatch 1,024, best of 3 on 2 shared cores) measured
-  2,926 environment steps/s end to end against 1,775 for the `Collector` path; the update,
-  the same tianshou code on both paths, takes most of the time left.
+  minibatch 1,024, best of 2 on 2 cores shared with a load of 3-4) measured 6,818
+  environment steps/s end to end against 2,938 for the `Collector` path with 1,000 users and
+  episodes per update, 5,563 against 2,880 with the published 100; the update, the same
+  tianshou code on both paths, takes most of the time left (`recsim.policy.onpolicy`).
 - `"tianshou"`: tianshou's `OnPolicyTrainer.execute_epoch` over its `Collector` on
   `recsim.env.TianshouVectorEnv` (the previous path, kept selectable).
 
@@ -57,7 +58,7 @@ from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
 from recsim.errors import ConfigError
 from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
-from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, categorical_from_logits
+from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, item_distribution
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import RunLogger, open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
@@ -180,7 +181,7 @@ def build_agent(agent: AgentConfig, n_items: int, tracker: ModuleWithVectorOutpu
     state_net = StateNet(tracker, agent.hidden_sizes)
     actor = MaskedItemHead(state_net, n_items)
     critic = ValueHead(state_net)
-    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=categorical_from_logits,
+    policy = ProbabilisticActorPolicy(actor=actor, dist_fn=item_distribution(agent.ent_coef),
                                       action_space=action_space,
                                       observation_space=observation_space, action_scaling=False,
                                       action_bound_method=None, deterministic_eval=agent.deterministic_eval)
