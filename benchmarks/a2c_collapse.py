@@ -38,6 +38,7 @@ USER_MODEL = {"members": 2, "epochs": 1, "lr": 0.003, "batch_size": 4096, "negat
 def variants() -> dict[str, tuple[dict, dict]]:
     """name -> (AgentConfig overrides, Budget overrides) against the published learner."""
     many = {"num_envs": 1000, "episodes_per_collect": 1000}
+    ppo_gae = {"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}
     return {
         "published": ({}, {}),
         "ent_0.01": ({"ent_coef": 0.01}, {}),
@@ -49,6 +50,15 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "ppo_gae_0.95": ({"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}, {}),
         "gae_0.95": ({"gae_lambda": 0.95}, {}),
         "window_4": ({"tracker": {"window": 4}}, {}),
+        "ppo_gae_0.95_ent_0.01": ({**ppo_gae, "ent_coef": 0.01}, {}),
+        "ppo_gae_0.95_window_4": ({**ppo_gae, "tracker": {"window": 4}}, {}),
+        "ppo_gae_0.95_users_1000": (ppo_gae, many),
+        "ppo_gae_0.95_clip_0.5": ({**ppo_gae, "max_grad_norm": 0.5}, {}),
+        "ppo_gae_0.95_mb256": (ppo_gae, {"batch_size": 256}),
+        "ppo1_gae_0.95": ({**ppo_gae, "repeat": 1}, {}),
+        "ppo1_gae_0.95_ent_0.01": ({**ppo_gae, "repeat": 1, "ent_coef": 0.01}, {}),
+        "ppo2_gae_0.95": ({**ppo_gae, "repeat": 2}, {}),
+        "ppo1_gae_0.95_window_4": ({**ppo_gae, "repeat": 1, "tracker": {"window": 4}}, {}),
     }
 
 

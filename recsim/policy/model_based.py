@@ -245,7 +245,8 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
     logger = open_logger(out, counters)
     scale = simulator_scale(reward)
     recommender = TianshouRecommender(algorithm.policy, config.method,
-                                      table_scale(evaluator.table) if evaluator is not None else table_scale(table))
+                                      table_scale(evaluator.table) if evaluator is not None else table_scale(table),
+                                      mask_history=config.env.parsed_mode.mask_recommended)
     if config.collector == "batched":
         run_epoch = _batched_epochs(config, algorithm, env, scale, logger)
     else:
