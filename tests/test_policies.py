@@ -234,6 +234,14 @@ def test_budgets_and_presets_are_validated():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             method_config("dorl", "synthetic", device="cuda")
+    default = method_config("mbpo", "synthetic").agent
+    published = method_config("mbpo", "synthetic", params={"learner": "published", "lr": 5e-4}).agent
+    assert (default.algorithm, default.lr, default.gae_lambda) == ("ppo", 1e-2, 0.95)
+    assert (published.algorithm, published.lr, published.gae_lambda, published.repeat) == ("a2c", 5e-4, 1.0, 1)
+    with pytest.raises(ConfigError, match="params.learner: unknown learner 'fast'"):
+        method_config("dorl", "synthetic", params={"learner": "fast"})
+    with pytest.raises(ConfigError, match="learner"):
+        method_config("crr", "synthetic", params={"learner": "published"})
     rows = {row["name"]: row for row in describe("kuairand")}
     assert (rows["dorl"]["lambda_U"], rows["dorl"]["lambda_E"]) == (0.01, 0.05)
     assert (rows["ours"]["lambda_U"], rows["ours"]["lambda_E"]) == (1.0, 0.05)
