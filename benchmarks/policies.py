@@ -171,8 +171,9 @@ def run(setting: str, seeds: list[int], methods: list[str], workdir: Path, threa
         timings["user_model_ips"] = time.perf_counter() - start
     if "knn" in needs:
         start = time.perf_counter()
+        tables["user_model"].save(workdir / "user_model_table")  # the "predicted" indicator reads it (Coat)
         tables["knn"] = build_knn_reward_table(world, default_config(world.name),
-                                               user_model_dir=workdir / "user_model")
+                                               user_model_dir=workdir / "user_model_table")
         timings["knn"] = time.perf_counter() - start
 
     results: dict[str, dict] = {}
