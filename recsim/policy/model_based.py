@@ -102,6 +102,10 @@ class AgentConfig:
     per method). Confirmed on Coat (same script, `--world coat`, pipelines/coat.yaml's user model,
     attention tracker and distance rule; seeds 0 and 1): published 6.05 +- 0.41, default
     9.21 +- 0.51 (random 4.60, greedy 4.59, quit_aware 8.11; 4-step episodes on 4 items there).
+    Known cost, seen after the choice and not tuned away: with DORL's entropy bonus (lambda_E 5,
+    the simulator's return about 10x MBPO's) the faster learner exploits the bonus, and DORL /
+    ROLeR end lower and more variable than under the published A2C on the quickstart
+    (`benchmarks/policies.py --setting quickstart`).
 
     Attributes:
         algorithm: "ppo" (default) or "a2c" (published).
