@@ -1,23 +1,33 @@
-"""Why A2C collapses onto a few items: MBPO on the synthetic KuaiRec world under learner variants (prints JSON).
+"""Why A2C collapses or stalls: a model-based method (default MBPO) under learner variants (prints JSON).
 
-The published learner (A2C, ent_coef 0, 100 users per update) trained in the MBPO simulator
-ends near greedy's return with short episodes and a handful of items (`benchmarks/policies.py`,
-`benchmarks/policy_diagnostics.py`). With the batched collection (`recsim.policy.onpolicy`)
-each variant below trains the same MBPO policy for the same number of simulator steps, and the
-ground truth (NX_0, category quit rule N = 4, threshold 0) scores it after every epoch:
+The published learner (A2C, lr 1e-3, ent_coef 0, GAE lambda 1, 100 users per update) trained in
+the MBPO simulator ends at random's or greedy's return with short episodes and a handful of items
+(`benchmarks/policies.py`, `benchmarks/policy_diagnostics.py`). Each variant below trains the
+same policy for the same number of simulator steps (batched collection, `recsim.policy.onpolicy`),
+and the ground truth (NX_0; synthetic: category quit rule N = 4, threshold 0) scores it after
+every epoch:
 
-- `published`: A2C, ent_coef 0, GAE lambda 1, 100 users / 100 episodes per update, minibatch 64
-  (the CPU budget's minibatch), average tracker over the last 3 steps;
-- one change each: `ent_0.01`, `ent_0.1` (policy-entropy bonus); `users_1000` (1,000 users and
-  episodes per update, minibatch 64); `users_1000_mb1024` (... minibatch 1,024: 16x fewer
-  gradient steps); `ppo` (tianshou PPO: clipped ratio, per-minibatch advantage normalisation,
-  4 passes); `ppo_ent_0.01`, `ppo_gae_0.95` (two changes); `gae_0.95` (the critic bootstraps the advantage);
-  `window_4` (the tracker averages the last 4 steps, the quit rule's window).
+- `default`: `AgentConfig`'s defaults (recsim's learner);
+- `published`: the "published" learner preset (A2C, lr 1e-3, GAE lambda 1, one pass), minibatch
+  64 (the CPU budget's), the average tracker over the last 3 steps; every other variant is the
+  published preset with the named changes: `ent_*` (policy-entropy bonus), `users_1000*` (1,000
+  users and episodes per update; `_mb1024`: minibatch 1,024), `ppo*` (tianshou PPO: clipped
+  ratio, per-minibatch advantage normalisation; `ppo` 4 passes, `ppo1` / `ppo2` one / two),
+  `gae_0.95`, `window_4` (the tracker over the quit rule's 4 steps), `lr_*`, `mb*`, `clip_0.5`.
 
-The user model is the quickstart's (2 DeepFM members, 1 epoch, shared by every run). Per run:
-the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs (the
-published aggregation); `static` gives greedy, quit_aware and random on the same users. The
-presets keep the published values; this script only measures.
+`--world coat` runs pipelines/coat.yaml's settings (completed truth, its user model, the distance
+rule N = 3 threshold 10, the attention tracker over 3 steps); `--method` picks the method.
+
+Measured (MBPO, synthetic, `--seeds 2 --epochs 2 --epoch-steps 10000`, final R_tra of seeds 0 / 1;
+random 3.8, greedy 6.5, quit_aware 54): published 4.0 / 4.0 (seed 0 of a 1-seed run), ppo1 4.3 /
+4.0, ppo1 + entropy 0.01 3.8 / 3.9, ppo (4 passes) 7.6 (seed 0, 2.4x the time), ppo mb256 4.4 /
+3.9, a2c lr 3e-3 5.6 (10 items, 3-step episodes) / 8.4, ppo1 lr 3e-3 11.3 / 8.4, ppo1 lr 1e-2
+14.6 / 15.0 (the new default), ppo1 lr 3e-2 13.7 / 11.0, ppo1 lr 1e-2 + entropy 0.01 8.6 / 13.3,
+ppo1 lr 1e-2 + window 4 10.5 / 12.6. Coat (`--world coat --only published,default`): published
+6.05 +- 0.41, default 9.21 +- 0.51 (random 4.60, greedy 4.59, quit_aware 8.11).
+
+Per run: the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs
+(the published aggregation); `static` gives greedy, quit_aware and random on the same users.
 """
 from __future__ import annotations
 
@@ -33,12 +43,16 @@ import numpy as np
 
 METRICS = ("R_tra", "length", "coverage", "MCD")
 USER_MODEL = {"members": 2, "epochs": 1, "lr": 0.003, "batch_size": 4096, "negative_rounds": 1, "patience": 1}
+COAT_USER_MODEL = {"members": 5, "epochs": 5, "batch_size": 4096, "lr": 0.001,
+                   "model": {"embedding_dim": 8, "dnn_hidden_units": [128, 128], "l2_reg_dnn": 0.1}}
 
 
 def variants() -> dict[str, tuple[dict, dict]]:
     """name -> (AgentConfig overrides, Budget overrides) against the published learner."""
     many = {"num_envs": 1000, "episodes_per_collect": 1000}
+    ppo_gae = {"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}
     return {
+        "default": ({}, {}),
         "published": ({}, {}),
         "ent_0.01": ({"ent_coef": 0.01}, {}),
         "ent_0.1": ({"ent_coef": 0.1}, {}),
@@ -49,33 +63,80 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "ppo_gae_0.95": ({"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}, {}),
         "gae_0.95": ({"gae_lambda": 0.95}, {}),
         "window_4": ({"tracker": {"window": 4}}, {}),
+        "ppo_gae_0.95_ent_0.01": ({**ppo_gae, "ent_coef": 0.01}, {}),
+        "ppo_gae_0.95_window_4": ({**ppo_gae, "tracker": {"window": 4}}, {}),
+        "ppo_gae_0.95_users_1000": (ppo_gae, many),
+        "ppo_gae_0.95_clip_0.5": ({**ppo_gae, "max_grad_norm": 0.5}, {}),
+        "ppo_gae_0.95_mb256": (ppo_gae, {"batch_size": 256}),
+        "ppo1_gae_0.95": ({**ppo_gae, "repeat": 1}, {}),
+        "ppo1_gae_0.95_ent_0.01": ({**ppo_gae, "repeat": 1, "ent_coef": 0.01}, {}),
+        "ppo2_gae_0.95": ({**ppo_gae, "repeat": 2}, {}),
+        "ppo1_gae_0.95_window_4": ({**ppo_gae, "repeat": 1, "tracker": {"window": 4}}, {}),
+        "ppo1_gae_0.95_lr_3e-3": ({**ppo_gae, "repeat": 1, "lr": 3e-3}, {}),
+        "ppo1_gae_0.95_lr_1e-2": ({**ppo_gae, "repeat": 1, "lr": 1e-2}, {}),
+        "ppo_gae_0.95_lr_3e-3": ({**ppo_gae, "lr": 3e-3}, {}),
+        "a2c_lr_3e-3": ({"lr": 3e-3}, {}),
+        "ppo1_gae_0.95_lr_3e-2": ({**ppo_gae, "repeat": 1, "lr": 3e-2}, {}),
+        "ppo1_gae_0.95_lr_1e-2_ent_0.01": ({**ppo_gae, "repeat": 1, "lr": 1e-2, "ent_coef": 0.01}, {}),
+        "ppo1_gae_0.95_lr_1e-2_window_4": ({**ppo_gae, "repeat": 1, "lr": 1e-2, "tracker": {"window": 4}}, {}),
     }
 
 
-def _user_model(world, out: Path):
-    """The quickstart's user model, trained into `out` or loaded from a finished one there."""
+def _world(name: str, coat_dir: Path):
+    """(dataset, user-model settings, quit rule, tracker) of the study's world.
+
+    synthetic: the quickstart's world, user model and quit rule (category, N = 4, threshold 0),
+    the published tracker. coat: pipelines/coat.yaml (completed truth, its user model, the
+    distance rule N = 3, threshold 10, the attention tracker over 3 steps).
+    """
+    from recsim.env import QuitRuleConfig
+
+    if name == "synthetic":
+        from recsim.data.synthetic import generate_world
+
+        return generate_world("kuairec", 0), USER_MODEL, QuitRuleConfig(), {}
+    from recsim.data.completion import with_completed_truth
+    from recsim.data.store import load_dataset
+
+    world = with_completed_truth(load_dataset("coat", coat_dir, cache_dir=Path(tempfile.gettempdir()) /
+                                              "recsim-bench-coat"))
+    return (world, COAT_USER_MODEL, QuitRuleConfig(kind="distance", window=3, leave_threshold=10.0),
+            {"tracker": {"kind": "attention", "window": 3}})
+
+
+def _user_model(world, settings: dict, out: Path):
+    """The world's user model, trained into `out` or loaded from a finished one there."""
     from recsim.user_model.predict import load_ensemble
     from recsim.user_model.train import TrainConfig, train_ensemble
 
     if (out / "training.json").is_file():
         return load_ensemble(out)
-    return train_ensemble(world, TrainConfig(seed=0, **USER_MODEL), out, progress=False)
+    return train_ensemble(world, build_dataclass_config(TrainConfig, {"seed": 0, **settings}), out, progress=False)
 
 
-def _run(name: str, agent_overrides: dict, budget_overrides: dict, seed: int, base, world, table, evaluation,
-         item_embeddings, out: Path) -> dict:
-    from recsim.policy.train import MethodInputs, method_config, train_method
+def build_dataclass_config(cls, settings: dict):
+    from recsim.config import build_dataclass
 
-    params = {**dataclasses.asdict(dataclasses.replace(base, **budget_overrides)), **agent_overrides}
-    config = method_config("mbpo", world.name, params=params, evaluation=evaluation, seed=seed, progress=False)
-    result = train_method(config, MethodInputs(world, table, None, item_embeddings), out / name / str(seed))
+    return build_dataclass(cls, settings, "user_model", "")
+
+
+def _run(name: str, agent_overrides: dict, budget_overrides: dict, seed: int, study: dict, out: Path) -> dict:
+    """One training run of `study["method"]` under a variant; its metrics per epoch and final."""
+    from recsim.policy.train import method_config, train_method
+
+    learner = "default" if name == "default" else "published"
+    params = {**dataclasses.asdict(dataclasses.replace(study["budget"], **budget_overrides)), "learner": learner,
+              **study["agent"], **agent_overrides}
+    config = method_config(study["method"], study["world"].name, params=params, evaluation=study["evaluation"],
+                           quit=study["quit"], seed=seed, progress=False)
+    result = train_method(config, study["inputs"], out / name / str(seed))
     evaluated = [h for h in result.history if "R_tra" in h]
     row = {"seed": seed, "seconds": round(result.wall_seconds, 1), "env_steps": result.history[-1]["env_step"]}
     row.update({f"final_{k}": round(float(result.metrics[k]), 4) for k in METRICS})
     row["epoch_mean_R_tra"] = round(float(np.mean([h["R_tra"] for h in evaluated])), 4)
     row["train_return_by_epoch"] = [round(float(h["train_return"]), 3) for h in result.history]
     row["R_tra_by_epoch"] = [round(float(h["R_tra"]), 3) for h in evaluated]
-    print(f"{name} seed {seed}: R_tra {row['final_R_tra']:.2f} length {row['final_length']:.1f} "
+    print(f"{study['method']} {name} seed {seed}: R_tra {row['final_R_tra']:.2f} length {row['final_length']:.1f} "
           f"coverage {row['final_coverage']:.3f} ({row['seconds']} s)", file=sys.stderr, flush=True)
     return row
 
@@ -91,6 +152,10 @@ def _aggregate(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--world", choices=("synthetic", "coat"), default="synthetic")
+    parser.add_argument("--coat", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" /
+                        "coat", help="Coat's raw folder (--world coat)")
+    parser.add_argument("--method", default="mbpo", help="a model-based method (mbpo, mopo, dorl, gt_oracle, ...)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--epoch-steps", type=int, default=10_000)
@@ -102,16 +167,15 @@ def main() -> None:
 
     import torch
 
-    from recsim.data.synthetic import generate_world
     from recsim.evaluation.online import EvalConfig, OnlineEvaluator
     from recsim.policy.methods import Budget
     from recsim.policy.static import GreedyRecommender, QuitAwareGreedyRecommender, RandomRecommender
+    from recsim.policy.train import MethodInputs
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    world = generate_world("kuairec", 0)
+    world, user_model, quit_config, agent = _world(args.world, args.coat)
     evaluation = EvalConfig(episodes=args.episodes)
-    evaluator = OnlineEvaluator(world, evaluation)
     base = Budget(epochs=args.epochs, epoch_num_steps=args.epoch_steps, num_envs=100, episodes_per_collect=100,
                   batch_size=64, eval_every=1)
     chosen = variants()
@@ -119,9 +183,11 @@ def main() -> None:
         chosen = {k: chosen[k] for k in args.only.split(",")}
     with tempfile.TemporaryDirectory(prefix="recsim-bench-collapse-") as tmp:
         workdir = args.workdir or Path(tmp)
-        ensemble = _user_model(world, workdir / "user_model")
+        ensemble = _user_model(world, user_model, workdir / "user_model")
         table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
-        item_embeddings = ensemble.embeddings()[1]
+        evaluator = OnlineEvaluator(world, evaluation, quit=quit_config)
+        study = {"method": args.method, "world": world, "budget": base, "agent": agent, "evaluation": evaluation,
+                 "quit": quit_config, "inputs": MethodInputs(world, table, None, ensemble.embeddings()[1])}
         static = {}
         for policy in (GreedyRecommender(table), QuitAwareGreedyRecommender(table, evaluator.quit_rule),
                        RandomRecommender(0)):
@@ -129,13 +195,14 @@ def main() -> None:
             static[policy.name] = {k: round(float(metrics[k]), 4) for k in METRICS}
         runs = {}
         for name, (agent_overrides, budget_overrides) in chosen.items():
-            rows = [_run(name, agent_overrides, budget_overrides, seed, base, world, table, evaluation,
-                         item_embeddings, workdir / "runs") for seed in range(args.seeds)]
+            rows = [_run(name, agent_overrides, budget_overrides, seed, study, workdir / args.method)
+                    for seed in range(args.seeds)]
             runs[name] = {"settings": {"agent": {k: str(v) for k, v in agent_overrides.items()},
                                        "budget": budget_overrides}, "summary": _aggregate(rows), "per_seed": rows}
-    result = {"benchmark": "a2c_collapse", "world": {"preset": "kuairec", "users": world.n_users,
+    result = {"benchmark": "a2c_collapse", "world": {"name": args.world, "users": world.n_users,
                                                      "items": world.n_items},
-              "budget": dataclasses.asdict(base), "seeds": args.seeds, "user_model": USER_MODEL,
+              "method": args.method, "budget": dataclasses.asdict(base), "seeds": args.seeds, "user_model": user_model,
+              "quit": dataclasses.asdict(quit_config), "agent": agent,
               "evaluation": {"mode": "NX_0", "episodes": args.episodes}, "static": static, "variants": runs,
               "seconds": round(time.perf_counter() - start, 1)}
     print(json.dumps(result, indent=2))

@@ -30,6 +30,7 @@ run and 2 epochs of 300 gradient steps per offline run (3 seeds still).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -46,20 +47,56 @@ EPOCH_METRICS = ("R_tra", "length", "MCD")
 over epochs; a run's final epoch alone can catch an A2C policy mid-collapse)."""
 
 
-def _settings(quick: bool) -> dict:
-    if quick:
+QUICKSTART_USER_MODEL = {"members": 2, "epochs": 1, "lr": 0.003, "batch_size": 4096, "negative_rounds": 1,
+                         "patience": 1}
+COAT_USER_MODEL = {"members": 5, "epochs": 5, "batch_size": 4096, "lr": 0.001,
+                   "model": {"embedding_dim": 8, "dnn_hidden_units": [128, 128], "l2_reg_dnn": 0.1}}
+
+
+def _settings(setting: str, world: str) -> dict:
+    """World overrides, user model, and the model-based / offline budgets of a `--setting`.
+
+    full: the published user model (5 members, 5 epochs) and the CPU budgets; quick: 400 users,
+    2 x 10,000 model-based steps, 2 x 300 offline steps; quickstart: pipelines/quickstart.yaml's
+    user model and budgets (on Coat: pipelines/coat.yaml's user model with the quickstart's budgets).
+    """
+    if setting == "quick":
         return dict(world={"n_users": 400}, user_model=dict(members=2, epochs=1),
                     model_based=dict(epochs=2, epoch_num_steps=10_000), offline=dict(epochs=2, epoch_num_steps=300))
+    if setting == "quickstart":
+        return dict(world={}, user_model=QUICKSTART_USER_MODEL if world == "synthetic" else COAT_USER_MODEL,
+                    model_based=dict(epochs=2, epoch_num_steps=10_000, num_envs=100, episodes_per_collect=100,
+                                     batch_size=64),
+                    offline=dict(epochs=2, epoch_num_steps=100, batch_size=256))
     return dict(world={}, user_model=dict(members=5, epochs=5), model_based={}, offline={})
+
+
+def _world(name: str, overrides: dict, coat_dir: Path):
+    """(dataset, quit rule, tracker params of the learned methods): the synthetic world, or Coat as
+    pipelines/coat.yaml has it (completed truth, distance rule N = 3 threshold 10, attention tracker)."""
+    from recsim.env import QuitRuleConfig
+
+    if name == "synthetic":
+        from recsim.data.synthetic import generate_world
+
+        return generate_world("kuairec", 0, **overrides), QuitRuleConfig(), {}
+    from recsim.data.completion import with_completed_truth
+    from recsim.data.store import load_dataset
+
+    world = with_completed_truth(load_dataset("coat", coat_dir, cache_dir=Path(tempfile.gettempdir()) /
+                                              "recsim-bench-coat"))
+    return (world, QuitRuleConfig(kind="distance", window=3, leave_threshold=10.0),
+            {"tracker": {"kind": "attention", "window": 3}})
 
 
 def _user_model(world, settings: dict, out: Path, ips: bool, seed: int):
     """Train the ensemble into `out`, or load it when a finished one is there (same settings)."""
+    from recsim.config import build_dataclass
     from recsim.io import read_json
     from recsim.user_model.predict import load_ensemble
     from recsim.user_model.train import TrainConfig, train_ensemble
 
-    config = TrainConfig(ips=ips, seed=seed, **settings)
+    config = build_dataclass(TrainConfig, {"ips": ips, "seed": seed, **settings}, "user_model", "")
     if (out / "training.json").is_file() and read_json(out / "config.json")["train"] == _as_json(
             config.resolved(world.name)):
         return load_ensemble(out)
@@ -95,25 +132,27 @@ def _epochs_mean(run_dir: Path, final: dict) -> dict:
 
 def _summary(values: list[dict]) -> dict:
     out = {}
-    for name in (*METRICS, *(f"{k}_epochs_mean" for k in EPOCH_METRICS)):
+    for name in values[0]:
         column = np.array([v[name] for v in values], dtype=np.float64)
         out[name] = {"mean": float(column.mean()), "std": float(column.std(ddof=1)) if len(column) > 1 else 0.0}
     return out
 
 
-def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, threads: int) -> dict:
+def run(setting: str, seeds: list[int], methods: list[str], workdir: Path, threads: int, world_name: str = "synthetic",
+        modes: tuple[str, ...] = (), coat_dir: Path | None = None) -> dict:
     import torch
 
-    from recsim.data.synthetic import generate_world
+    from recsim.evaluation.online import EvalConfig
     from recsim.policy.methods import METHODS
-    from recsim.policy.train import MethodInputs, method_config, train_method
+    from recsim.policy.storage import load_policy
+    from recsim.policy.train import MethodInputs, evaluator_for, method_config, train_method
     from recsim.reward.knn import build_knn_reward_table, default_config
 
     torch.set_num_threads(threads)
-    settings = _settings(quick)
+    settings = _settings(setting, world_name)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    world = generate_world("kuairec", 0, **settings["world"])
+    world, quit_config, learned_params = _world(world_name, settings["world"], coat_dir or Path("."))
     timings["world"] = time.perf_counter() - start
 
     needs = {METHODS[m].reward for m in methods} | {"user_model"}
@@ -132,7 +171,9 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
         timings["user_model_ips"] = time.perf_counter() - start
     if "knn" in needs:
         start = time.perf_counter()
-        tables["knn"] = build_knn_reward_table(world, default_config(world.name))
+        tables["user_model"].save(workdir / "user_model_table")  # the "predicted" indicator reads it (Coat)
+        tables["knn"] = build_knn_reward_table(world, default_config(world.name),
+                                               user_model_dir=workdir / "user_model_table")
         timings["knn"] = time.perf_counter() - start
 
     results: dict[str, dict] = {}
@@ -141,18 +182,28 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
         preset = METHODS[name]
         family_overrides = settings["model_based"] if preset.family == "model_based" else (
             settings["offline"] if preset.family == "offline" else {})
+        if preset.family != "static":
+            family_overrides = {**family_overrides, **learned_params}
         per_seed, walls = [], []
         for seed in seeds:
             inputs = MethodInputs(world, tables.get(preset.reward), disagreement, item_embeddings)
-            config = method_config(name, world.name, params=family_overrides, seed=seed, progress=False)
-            finished = _finished_run(workdir / name / str(seed), config)
+            config = method_config(name, world.name, params=family_overrides, quit=quit_config,
+                                   evaluation=EvalConfig(), seed=seed, progress=False)
+            run_dir = workdir / name / str(seed)
+            finished = _finished_run(run_dir, config)
             if finished is None:
-                outcome = train_method(config, inputs, workdir / name / str(seed))
-                metrics, wall = outcome.metrics, outcome.wall_seconds
+                outcome = train_method(config, inputs, run_dir)
+                metrics, wall, policy = outcome.metrics, outcome.wall_seconds, outcome.policy
             else:
                 metrics, wall = finished["metrics"], finished["wall_seconds"]
+                policy = load_policy(run_dir, inputs) if modes else None
                 reused += 1
-            per_seed.append({**{k: metrics[k] for k in METRICS}, **_epochs_mean(workdir / name / str(seed), metrics)})
+            row = {**{k: metrics[k] for k in METRICS}, **_epochs_mean(run_dir, metrics)}
+            evaluator = evaluator_for(config, world)
+            for mode in modes:
+                other = evaluator.in_mode(mode).evaluate(policy, seed)
+                row.update({f"{mode}_{k}": other[k] for k in ("R_tra", "length")})
+            per_seed.append(row)
             walls.append(wall)
             print(f"{name} seed {seed}: R_tra {metrics['R_tra']:.3f} length {metrics['length']:.2f} "
                   f"MCD {metrics['MCD']:.3f} ({wall:.1f} s{', reused' if finished else ''})", file=sys.stderr,
@@ -190,10 +241,11 @@ def run(quick: bool, seeds: list[int], methods: list[str], workdir: Path, thread
         checks["dorl_MCD_below_mopo"] = mean("dorl", "MCD") < mean("mopo", "MCD")
     return {
         "benchmark": "policies",
-        "quick": quick,
-        "world": {"preset": "kuairec", "n_users": world.n_users, "n_items": world.n_items,
+        "setting": setting,
+        "world": {"name": world_name, "n_users": world.n_users, "n_items": world.n_items,
                   "n_train_rows": int(len(world.train))},
-        "evaluation": "ground truth, NX_0, category quit rule (N=4, threshold 0), 100 episodes, max 30 steps",
+        "evaluation": f"ground truth, NX_0 (and {list(modes)}), quit rule {dataclasses.asdict(quit_config)}, "
+                      "100 episodes, max 30 steps",
         "seeds": seeds,
         "settings": settings,
         "torch_threads": threads,
@@ -209,16 +261,23 @@ def main() -> None:
     from recsim.policy.methods import METHODS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="reduced sizes and budgets")
+    parser.add_argument("--quick", action="store_true", help="reduced sizes and budgets (--setting quick)")
+    parser.add_argument("--setting", choices=("full", "quick", "quickstart"), default="full")
+    parser.add_argument("--world", choices=("synthetic", "coat"), default="synthetic")
+    parser.add_argument("--coat", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" /
+                        "coat", help="Coat's raw folder (--world coat)")
+    parser.add_argument("--modes", default="", help="comma-separated extra evaluation modes of the final policy (FB)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the runs' outputs here")
     args = parser.parse_args()
     methods = list(dict.fromkeys(["random", *args.methods]))
+    setting = "quick" if args.quick else args.setting
+    modes = tuple(m for m in args.modes.split(",") if m)
     with tempfile.TemporaryDirectory(prefix="recsim-bench-policies-") as tmp:
         workdir = args.workdir or Path(tmp)
-        result = run(args.quick, list(range(args.seeds)), methods, workdir, args.threads)
+        result = run(setting, list(range(args.seeds)), methods, workdir, args.threads, args.world, modes, args.coat)
     print(json.dumps(result, indent=2))
 
 

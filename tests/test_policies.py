@@ -234,6 +234,14 @@ def test_budgets_and_presets_are_validated():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             method_config("dorl", "synthetic", device="cuda")
+    default = method_config("mbpo", "synthetic").agent
+    published = method_config("mbpo", "synthetic", params={"learner": "published", "lr": 5e-4}).agent
+    assert (default.algorithm, default.lr, default.gae_lambda) == ("ppo", 1e-2, 0.95)
+    assert (published.algorithm, published.lr, published.gae_lambda, published.repeat) == ("a2c", 5e-4, 1.0, 1)
+    with pytest.raises(ConfigError, match="params.learner: unknown learner 'fast'"):
+        method_config("dorl", "synthetic", params={"learner": "fast"})
+    with pytest.raises(ConfigError, match="learner"):
+        method_config("crr", "synthetic", params={"learner": "published"})
     rows = {row["name"]: row for row in describe("kuairand")}
     assert (rows["dorl"]["lambda_U"], rows["dorl"]["lambda_E"]) == (0.01, 0.05)
     assert (rows["ours"]["lambda_U"], rows["ours"]["lambda_E"]) == (1.0, 0.05)
@@ -346,3 +354,50 @@ def test_a_collapsed_run_with_progress_says_so_on_stderr(world, noisy_table, tmp
     assert run.warnings and "collapsed" in run.warnings[0]
     assert "bcq epoch 1: warning: collapsed" in capsys.readouterr().err
     assert json.loads((tmp_path / "bcq" / "results.json").read_text())["warnings"] == run.warnings
+
+
+class _FavouriteItem(torch.nn.Module):
+    """A stand-in tianshou policy whose softmax puts almost all mass on item 0 of the allowed items."""
+
+    actor = True
+    deterministic_eval = False
+
+    def forward(self, batch):
+        from tianshou.data import Batch
+
+        mask = torch.as_tensor(np.asarray(batch.obs.mask))
+        logits = torch.zeros(mask.shape)
+        logits[:, 0] = 50.0
+        logits = logits.masked_fill(~mask, MASKED_VALUE)
+        return Batch(act=torch.argmax(logits, dim=1), logits=logits)
+
+
+def test_a_policy_trained_masked_never_repeats_its_history_in_fb():
+    from recsim.policy.base import TianshouRecommender
+
+    history = np.array([[-1, -1, 0], [-1, -1, -1], [0, 1, 2]])
+    obs = {"user": np.zeros(3, dtype=np.int64), "history": history, "feedback": np.zeros((3, 3), np.float32),
+           "turn": np.array([1, 0, 3])}
+    all_allowed = np.ones((3, 3), dtype=bool)
+    plain = TianshouRecommender(_FavouriteItem(), "fav")
+    assert plain.act(obs, all_allowed).tolist() == [0, 0, 0]
+    masked = TianshouRecommender(_FavouriteItem(), "fav", mask_history=True)
+    acts = masked.act(obs, all_allowed)
+    assert acts[0] != 0 and acts[1] == 0 and acts[2] == 0  # row 2: its history holds every item, mask kept
+    probs = masked.action_probs(obs, all_allowed)
+    assert probs[0, 0] == 0 and probs[1, 0] > 0.99 and np.allclose(probs.sum(axis=1), 1)
+
+
+def test_fb_evaluation_of_an_nx_trained_policy_repeats_nothing_of_its_history(world, noisy_table, tmp_path):
+    config = tiny_config("mbpo", evaluation=EvalConfig(episodes=30, mode="FB"))
+    run = train_method(config, MethodInputs(world, noisy_table), tmp_path / "mbpo")
+    assert run.policy.mask_history
+    evaluator = OnlineEvaluator(world, config.evaluation, config.env, config.quit)
+    log = evaluator.rollout(run.policy, config.seed)
+    window = config.env.history_window
+    for items in log.episodes():
+        for t in range(1, len(items)):
+            assert items[t] not in items[max(0, t - window):t]
+    fb_trained = train_method(tiny_config("mbpo", train_mode="FB"), MethodInputs(world, noisy_table),
+                              tmp_path / "fb")
+    assert not fb_trained.policy.mask_history

@@ -207,7 +207,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=None, help="evaluate in the ground-truth env every N epochs")
     p.add_argument("--eval-episodes", type=int, default=EvalConfig.episodes)
     seed_argument(p, "--eval-seed", EvalConfig.seed)
-    p.add_argument("--algorithm", choices=("a2c", "ppo"), default=None, help="model-based learner (default a2c)")
+    p.add_argument("--algorithm", choices=("a2c", "ppo"), default=None,
+                   help="model-based learner (default ppo; --param learner=published: the published A2C)")
     p.add_argument("--tracker", choices=sorted(TRACKERS), default=None,
                    help=f"state tracker (default {TrackerConfig.kind})")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

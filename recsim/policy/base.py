@@ -77,12 +77,31 @@ class TianshouRecommender:
         name: the policy's name in reports.
         feedback_scale: maps the evaluation environment's rewards in the observation to the
             [0, 1] range the policy was trained with (`recsim.policy.scaling`); None = as is.
+        mask_history: the policy never recommends an item of its observed history (the
+            observation's `history`, the last W items of the episode) in `act` and
+            `action_probs`. For a policy trained with the NX mask (every model-based method's
+            default, every offline method): it never saw a repeat and keeps its top item's
+            logit after showing it, so in FB it would repeat that item until the quit rule ends
+            the episode (the quickstart's FB table had DORL, ROLeR, ours and CRR below random).
+            In NX modes the environment's mask already holds these items (a no-op there). This
+            is the NX rule applied by the policy to its own history; it never reads the quit
+            rule.
     """
 
-    def __init__(self, policy: Policy, name: str, feedback_scale: FeedbackScale | None = None) -> None:
+    def __init__(self, policy: Policy, name: str, feedback_scale: FeedbackScale | None = None,
+                 mask_history: bool = False) -> None:
         self.policy = policy
         self.name = name
         self.feedback_scale = feedback_scale
+        self.mask_history = mask_history
+
+    def _allowed(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """bool (B, n_items): `mask` without the observed history's items when `mask_history`."""
+        mask = np.asarray(mask, dtype=bool)
+        history = observations.get("history") if self.mask_history else None
+        if history is None:
+            return mask
+        return without_history(mask, np.asarray(history, dtype=np.int64))
 
     @torch.no_grad()
     def _forward(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> Batch:
@@ -102,6 +121,7 @@ class TianshouRecommender:
         return getattr(self.policy, "actor", None) is not None and not getattr(self.policy, "deterministic_eval", True)
 
     def act(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        mask = self._allowed(observations, mask)
         result = self._forward(observations, mask)
         act = result.act
         if isinstance(act, torch.Tensor):
@@ -115,7 +135,7 @@ class TianshouRecommender:
     @torch.no_grad()
     def action_probs(self, observations: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         """The actor's masked softmax for a stochastic policy, else 1 on the item `act` picks."""
-        mask = np.asarray(mask, dtype=bool)
+        mask = self._allowed(observations, mask)
         if not self.stochastic:
             return one_hot(self.act(observations, mask), mask.shape[1])
         logits = self._forward(observations, mask).logits
@@ -132,6 +152,17 @@ class TianshouRecommender:
         logits = result.logits
         scores = logits.detach().cpu().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
         return (scores.mean(axis=2) if scores.ndim == 3 else scores).astype(np.float64)
+
+
+def without_history(mask: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """bool (B, n_items): `mask` (B, n_items) with each row's `history` (B, W) items (-1 = none)
+    set False; a row whose history would leave no item allowed keeps its `mask`."""
+    out = mask.copy()
+    rows, cols = np.nonzero(history >= 0)
+    out[rows, history[rows, cols]] = False
+    empty = ~out.any(axis=1)
+    out[empty] = mask[empty]
+    return out
 
 
 def masked_fallback(observations: dict[str, np.ndarray], mask: np.ndarray, result: Batch) -> np.ndarray:

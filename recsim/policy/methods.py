@@ -1,9 +1,10 @@
 """Methods and training budgets as data (the published settings: docs/methods.md).
 
 A `Method` names everything that distinguishes one published method from another: which
-family trains it (model-based A2C, offline from the log, static), which reward table its
-simulator reads, which uncertainty it penalises and with what weights. MBPO, MOPO, DORL and
-ROLeR are one algorithm (A2C in the penalised simulator) with different data.
+family trains it (model-based: the actor-critic learner of `recsim.policy.model_based.AgentConfig`,
+PPO by default, the published A2C as its "published" preset; offline from the log; static), which
+reward table its simulator reads, which uncertainty it penalises and with what weights. MBPO, MOPO,
+DORL and ROLeR are one algorithm (the learner in the penalised simulator) with different data.
 
 Per-dataset penalty weights come from `recsim.reward.penalty.preset` (the DORL paper's values,
 documented defaults elsewhere). The entropy table is always the corrected one (a key with a
@@ -91,11 +92,11 @@ def ours_penalty(dataset: str) -> PenaltyConfig:
 
 
 METHODS: dict[str, Method] = {
-    "mbpo": Method("mbpo", "model_based", "A2C in the DeepFM-ensemble simulator, no penalty",
+    "mbpo": Method("mbpo", "model_based", "the learner in the DeepFM-ensemble simulator, no penalty",
                          reward="user_model", penalty_method="mbpo"),
-    "ips": Method("ips", "model_based", "A2C in the simulator of an IPS-weighted DeepFM, no penalty",
+    "ips": Method("ips", "model_based", "the learner in the simulator of an IPS-weighted DeepFM, no penalty",
                         reward="user_model_ips", penalty_method="mbpo"),
-    "mopo": Method("mopo", "model_based", "A2C, reward minus lambda_U x ensemble max variance",
+    "mopo": Method("mopo", "model_based", "the learner, reward minus lambda_U x ensemble max variance",
                          reward="user_model", penalty_method="mopo"),
     "dorl": Method("dorl", "model_based", "MOPO plus lambda_E x k-order entropy bonus (DORL, SIGIR'23)",
                          reward="user_model", penalty_method="dorl"),
@@ -105,7 +106,8 @@ METHODS: dict[str, Method] = {
                          "kNN reward, minus 1 x ensemble disagreement (LCB), DORL's corrected entropy bonus",
                          reward="knn", uncertainty="user_model_disagreement", penalty_method=None),
     "gt_oracle": Method("gt_oracle", "model_based",
-                        "A2C in a simulator whose reward is the ground truth (the ceiling; reference, not offline)",
+                        "the same learner in a simulator whose reward is the ground truth (the ceiling; "
+                        "reference, not offline)",
                         reward="truth", penalty_method="mbpo", reference=True),
     "bcq": Method("bcq", "offline", "discrete BCQ on the logged buffer (tianshou)"),
     "cql": Method("cql", "offline", "discrete CQL (QR-DQN based) on the logged buffer (tianshou)"),
@@ -189,7 +191,8 @@ offline baselines train 200 epochs; their steps per epoch are not published, 100
 The CPU budget has 200x fewer environment steps than the paper's, so it takes minibatches of 64
 instead of 1024 (about 16x more gradient steps per collected step): with 1024 (or 256) an A2C
 policy on the KuaiRec-like world stays at the random policy's return after 100 k steps; with 64
-DORL reaches R_tra ~ 22 and 30-step episodes (measured, `benchmarks/policies.py`)."""
+DORL reaches R_tra ~ 22 and 30-step episodes (measured, `benchmarks/policies.py`). The default
+learner (PPO, lr 1e-2) was chosen at this budget and minibatch (`AgentConfig`)."""
 
 
 def budget(name: str, family: str, **overrides: Any) -> Budget:

@@ -363,7 +363,7 @@ def _train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_item
     trainer = algorithm.create_trainer(params)
     trainer.reset()
     scale = table_scale(evaluator.table) if evaluator is not None else transitions.feedback_scale
-    recommender = TianshouRecommender(algorithm.policy, config.method, scale)
+    recommender = TianshouRecommender(algorithm.policy, config.method, scale, mask_history=True)  # trained masked
 
     def run_epoch(epoch: int, epoch_seed: int) -> dict[str, Any]:
         buffer.reseed(epoch_seed)

@@ -107,7 +107,15 @@ def load_policy(directory: str | os.PathLike, inputs: MethodInputs | None = None
                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
     scale = description.get("feedback_scale")
     return TianshouRecommender(policy.to(device), config.label,
-                               FeedbackScale(float(scale["low"]), float(scale["high"])) if scale else None)
+                               FeedbackScale(float(scale["low"]), float(scale["high"])) if scale else None,
+                               mask_history=trained_masked(config))
+
+
+def trained_masked(config: MethodConfig) -> bool:
+    """Whether the policy of `config` trained with the NX mask (offline methods always do: their
+    log replay carries each episode's earlier items), so it masks its history when evaluated
+    (`TianshouRecommender.mask_history`)."""
+    return config.family == "offline" or config.env.parsed_mode.mask_recommended
 
 
 def _description(directory: Path) -> dict[str, Any]:

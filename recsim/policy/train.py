@@ -39,7 +39,7 @@ from recsim.io import write_json
 from recsim.policy.base import Recommender
 from recsim.policy.epochs import warnings_of
 from recsim.policy.methods import Budget, Method, budget, get_method, method_penalty
-from recsim.policy.model_based import AgentConfig, ModelBasedConfig, train_model_based
+from recsim.policy.model_based import AgentConfig, ModelBasedConfig, agent_preset, train_model_based
 from recsim.policy.offline import OfflineAgentConfig, OfflineConfig, log_transitions, train_offline
 from recsim.policy.runtime import torch_device
 from recsim.policy.static import STATIC_BASELINES, StaticConfig, StaticInputs
@@ -53,6 +53,9 @@ AGENT_CONFIGS: dict[str, type] = {"model_based": AgentConfig, "offline": Offline
 
 COMMON_PARAMS = ("train_mode", "device")
 """`method_config` params that are not the budget's or the agent's."""
+
+LEARNER_PARAM = "learner"
+"""The model-based param naming an `AgentConfig` preset (`recsim.policy.model_based.AGENT_PRESETS`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,8 +148,10 @@ def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None
         method: the method's name.
         dataset: the dataset's name (per-dataset penalty weights).
         params: overrides of the budget's fields (epochs, epoch_num_steps, ...), of the family's
-            agent config (lr, gamma, ent_coef, hidden_sizes, tracker, algorithm, epsilon, ...) and
-            `train_mode` / `device`; every key and type is checked (ConfigError naming `where`).
+            agent config (lr, gamma, ent_coef, hidden_sizes, tracker, algorithm, epsilon, ...),
+            `train_mode` / `device`, and for model-based methods `learner`: an `AgentConfig`
+            preset ("default" or "published", `AGENT_PRESETS`) the other agent keys override;
+            every key and type is checked (ConfigError naming `where`).
         penalty: overrides of the method's preset `PenaltyConfig` (model-based methods).
         budget_name: "cpu" or "paper".
         env: episode settings (its mode is replaced by `train_mode`, default NX_0).
@@ -158,11 +163,15 @@ def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None
     fixed = {"algorithm"} if spec.family == "offline" else set()
     agent_fields = {f.name for f in dataclasses.fields(agent_cls)} - fixed
     allowed = (budget_fields | agent_fields | set(COMMON_PARAMS)) if spec.family != "static" else agent_fields
+    if spec.family == "model_based":
+        allowed = allowed | {LEARNER_PARAM}
     unknown = sorted(set(params) - allowed)
     if unknown:
         choices = ", ".join(sorted(allowed))
         raise ConfigError(f"{where}.{unknown[0]}: unknown key for {spec.name}; choose from {choices}")
     agent_params = {k: v for k, v in params.items() if k in agent_fields}
+    if LEARNER_PARAM in params:
+        agent_params = {**agent_preset(str(params[LEARNER_PARAM]), f"{where}.{LEARNER_PARAM}"), **agent_params}
     if spec.family == "offline":
         agent_params["algorithm"] = spec.name
     agent = build_dataclass(agent_cls, agent_params, where, "")
