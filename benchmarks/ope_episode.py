@@ -38,8 +38,9 @@ import numpy as np
 from recsim.data.schema import Dataset
 from recsim.evaluation.episode_log import behaviour_pscore
 from recsim.evaluation.episode_ope import EPISODE_ESTIMATORS, EpisodeOPEConfig, estimates_from, prepare
-from recsim.evaluation.logged import logged_contexts, off_policy_estimates
+from recsim.evaluation.logged import covered_users, logged_contexts, off_policy_estimates
 from recsim.evaluation.online import OnlineEvaluator
+from recsim.evaluation.propensity import PROPENSITY_MODELS, fit_behaviour
 from recsim.pipeline.methods import method_inputs, method_needs
 from recsim.pipeline.spec import Spec, load_spec
 from recsim.pipeline.stages import model_seed, model_stage_name
@@ -152,15 +153,19 @@ def episode_section(args: argparse.Namespace, spec: Spec, dataset: Any, policies
 
 def one_step_section(args: argparse.Namespace, spec: Spec, dataset: Any, policies: dict[str, Any],
                      table: RewardTable, r_tra: dict[str, float]) -> dict[str, Any]:
-    contexts = logged_contexts(dataset, spec.env.history_window, args.max_users, args.seed)
+    behaviour = fit_behaviour(args.propensity, dataset, table, seed=args.seed)
+    contexts = logged_contexts(dataset, spec.env.history_window, args.max_users, args.seed, behaviour,
+                               covered_users(dataset, table, behaviour))
     rows = {name: off_policy_estimates(policy, dataset, contexts, ONE_STEP, args.cap, args.n_bootstrap, args.seed,
                                        table) for name, policy in policies.items()}
-    truth = {p: rows[p]["ope_truth"] for p in policies}
+    truth = {p: rows[p]["ope_step_truth"] for p in policies}
     summary = {}
     for est in ONE_STEP:
-        values = {p: dict(value=rows[p][f"ope_{est}"], low=rows[p][f"ope_{est}_low"], high=rows[p][f"ope_{est}_high"],
-                          unreliable=not math.isfinite(rows[p][f"ope_{est}"])
-                          or rows[p].get(f"ope_{est}_ess", 1.0) < 0.01) for p in policies}
+        key = f"ope_step_{est}"
+        values = {p: dict(value=math.nan if rows[p][key] is None else rows[p][key],
+                          low=math.nan if rows[p][f"{key}_low"] is None else rows[p][f"{key}_low"],
+                          high=math.nan if rows[p][f"{key}_high"] is None else rows[p][f"{key}_high"],
+                          unreliable=bool(rows[p][f"{key}_unreliable"])) for p in policies}
         summary[est] = summarise(values, truth) | {
             "spearman_with_R_tra": spearman([values[p]["value"] for p in policies], [r_tra[p] for p in policies])}
     return dict(pscore_source=contexts.pscore_source, n_rows=len(contexts.users), summary=summary,
@@ -207,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cap", type=float, default=10.0, help="weight cap (the quickstart's ope_cap)")
     p.add_argument("--n-bootstrap", type=int, default=200)
     p.add_argument("--max-users", type=int, default=200, help="logged users of every estimate")
+    p.add_argument("--propensity", choices=PROPENSITY_MODELS, default="auto",
+                   help="behaviour model of the one-step estimates (the episode estimates use the log's)")
     p.add_argument("--stride", type=int, default=1, help="rows between a user's logged windows")
     p.add_argument("--model-episodes", type=int, default=1000, help="episodes of the model rollout")
     p.add_argument("--truth-episodes", type=int, default=1000, help="episodes of the true R_tra")

@@ -55,8 +55,8 @@ from recsim.evaluation.episode_log import (
     value_to_go,
 )
 from recsim.evaluation.logged import item_columns
-from recsim.evaluation.ope import estimate_columns
 from recsim.evaluation.online import policy_seed, table_item_categories
+from recsim.evaluation.ope import estimate_columns
 from recsim.evaluation.rollout import EpisodeLog, rollout
 from recsim.reward.table import RewardTable
 
