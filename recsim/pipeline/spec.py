@@ -255,9 +255,9 @@ class Spec:
 def component_sections() -> dict[str, type]:
     """Spec sections that hold overrides of a library config dataclass -> that dataclass."""
     from recsim.reward.knn import KnnConfig
-    from recsim.user_model.train import TrainConfig
+    from recsim.user_model.train import PresetOverrides
 
-    return {"user_model": TrainConfig, "knn": KnnConfig}
+    return {"user_model": PresetOverrides, "knn": KnnConfig}
 
 
 # ----------------------------------------------------------------------------- loading and overrides
