@@ -27,7 +27,8 @@ Prints one JSON object. `--quick`: a 300-user synthetic world, 2 members, at mos
 smoke run: too short for the default to personalise). `--users N` / `--members N`: a smaller world
 or ensemble with the presets' epochs (the candidate table of the note: `--candidates --users 500
 --members 3`).
-`--threads N`: torch intra-op threads (default 1: the cores are shared).
+`--threads N`: torch intra-op threads (default 1: the cores are shared). `--jobs N`: train N models at
+once (each in its own process); their wall seconds then share the cores, so compare CPU seconds.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--users", type=int, default=0, help="synthetic world users (0: the preset's 1,411)")
     parser.add_argument("--world-seed", type=int, default=0, help="seed of the synthetic worlds")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="models trained at once, each in its own process (compare CPU seconds when > 1)")
     parser.add_argument("--part", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -183,13 +187,16 @@ def main() -> None:
     result: dict[str, Any] = {"benchmark": "user_model", "quick": args.quick, "threads": args.threads,
                               "members": args.members, "synthetic_users": args.users or "preset",
                               "world_seed": args.world_seed}
+    worlds = [w for w in args.worlds.split(",") if w != "coat" or args.coat.is_dir()]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        parts = {(w, row): pool.submit(run_part, w, row, args) for w in worlds for row in rows}
     for world_name in args.worlds.split(","):
-        if world_name == "coat" and not args.coat.is_dir():
+        if world_name not in worlds:
             result[world_name] = {"skipped": f"{args.coat} not found"}
             continue
         world = load_world(world_name, args.users, args.coat, args.world_seed)
         entry: dict[str, Any] = {"n_users": world.n_users, "n_items": world.n_items, "n_log_rows": len(world.train)}
-        entry.update({row: run_part(world_name, row, args) for row in rows})
+        entry.update({row: parts[world_name, row].result() for row in rows})
         entry.update(baselines(world))
         for key in ("train_seconds", "train_cpu_seconds"):
             entry[f"{key}_default_vs_published"] = entry["default"][key] / entry["published"][key]

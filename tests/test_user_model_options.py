@@ -307,3 +307,31 @@ def test_pipeline_spec_selects_the_preset():
     assert _planned_model_config(["user_model.preset=published", "user_model.lr=0.02"])["lr"] == 0.02
     with pytest.raises(ConfigError, match="preset"):
         _planned_model_config(["user_model.preset=newest"])
+
+
+# --- report --------------------------------------------------------------------------------------------
+
+def test_report_shows_the_user_model_diagnostics(tiny_world, trained, tmp_path):
+    from recsim.evaluation.report import build_report
+    from recsim.io import read_json, write_json
+    from recsim.user_model.train import write_outputs
+
+    row = {"mode": "FB", "R_tra": 1.0, "length": 2.0, "R_each": 0.5, "MCD": 0.5, "gini": 0.4, "coverage": 0.1}
+    write_json(tmp_path / "eval-a-s0" / "metrics.json", {"method": "a", "family": "x", "seed": 0, "rows": [row]})
+    plain = build_report(tmp_path, tmp_path / "plain", ["eval-a-s0"], figures=False)
+    assert "User models" not in plain.read_text() + (tmp_path / "plain" / "results.md").read_text()
+    model_dir = tmp_path / "user_model-s0"
+    write_outputs(trained, tiny_world, model_dir, "count")
+    write_json(model_dir / "config.json", {"train": {"uncertainty": "count"}})
+    page = build_report(tmp_path, tmp_path / "report", ["eval-a-s0"], figures=False)
+    found = read_json(model_dir / "metrics.json")["diagnostics"]
+    count = found["uncertainty"]["count"]
+    expected = (f"| user_model-s0 | count | {found['distinct_items@10']} | {found['gini_top@10']:.3f} | "
+                f"{found['rmse']:.3f} ({found['rmse_train_mean']:.3f}) | {count['spearman_abs_error']:.3f} | "
+                f"{count['spearman_item_log_count']:.3f} | {count['ucb_top1_differs']:.3f} | "
+                f"{count['ucb_top10_differs']:.3f} |")
+    markdown = (tmp_path / "report" / "results.md").read_text()
+    assert "## User models" in markdown and expected in markdown
+    html = page.read_text()
+    assert "<h2>User models</h2>" in html and html.rstrip().endswith("</body></html>")
+    assert f"<td>{count['spearman_abs_error']:.3f}</td>" in html
