@@ -140,6 +140,19 @@ def test_build_member_leaves_global_rng_alone(world):
     assert not torch.equal(a.embedding_dict["item"].weight, c.embedding_dict["item"].weight)
 
 
+def test_regularization_loss_equals_deepctrs(world):
+    from deepctr_torch.models.basemodel import BaseModel
+
+    model = build_member(FeatureSpec.from_dataset(world), DeepFMConfig(l2_reg_embedding=1e-3), seed=2)
+    model.add_regularization_weight(model.logvar_head.weight, l1=0.01)  # an l1 group too
+    params = list(model.parameters())
+    ours, theirs = model.get_regularization_loss(), BaseModel.get_regularization_loss(model)
+    assert ours.shape == theirs.shape == (1,) and torch.allclose(ours, theirs, rtol=1e-5)
+    for a, b in zip(torch.autograd.grad(ours.sum(), params, allow_unused=True),
+                    torch.autograd.grad(theirs.sum(), params, allow_unused=True)):
+        assert (a is None) == (b is None) and (a is None or torch.allclose(a, b, rtol=1e-5, atol=1e-8))
+
+
 @pytest.mark.parametrize("field,value", [("embedding_dim", 0), ("task", "poisson"), ("min_logvar", 1.0),
                                          ("l2_reg_dnn", -1.0), ("dnn_hidden_units", ())])
 def test_model_config_rejects(field, value):

@@ -141,7 +141,7 @@ def test_bootstrap_members_see_different_rows(tiny_world, tmp_path):
                            ensemble.members[1].embedding_dict["item"].weight)
 
 
-@pytest.mark.parametrize("n_rows,expected", [(320_000, 4096), (200_000, 2048), (6960, 128), (100, 32)])
+@pytest.mark.parametrize("n_rows,expected", [(320_000, 4096), (100_000, 2048), (6960, 256), (100, 32)])
 def test_auto_batch_size(n_rows, expected):
     assert auto_batch_size(n_rows) == expected
 
@@ -280,3 +280,58 @@ def test_cli_presets_and_diagnostics(tiny_world, tmp_path, capsys):
     assert {"distinct_items@10", "gini_top@10", "rmse", "rmse_train_mean"} <= set(diagnostics)
     assert set(diagnostics["uncertainty"]["count"]) == {"spearman_abs_error", "spearman_item_log_count",
                                                         "ucb_top1_differs", "ucb_top10_differs"}
+
+
+# --- pipeline specs -----------------------------------------------------------------------------------
+
+def _planned_model_config(sets: list[str]) -> dict:
+    from pathlib import Path
+
+    from recsim.pipeline.spec import load_spec
+    from recsim.pipeline.stages import plan
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "pipelines" / "tiny.yaml", sets)
+    return next(stage.config for stage in plan(spec) if stage.name == "user_model-s0")
+
+
+def test_pipeline_spec_selects_the_preset():
+    default = _planned_model_config([])
+    published = _planned_model_config(["user_model.preset=published"])
+    assert (default["negatives"], default["uncertainty"], default["lr"]) == ("none", "count", 1e-2)
+    assert (published["negatives"], published["uncertainty"], published["lr"]) == ("uniform", "max_variance", 1e-3)
+    assert published["model"]["embedding_dim"] == 8 and published["nll_beta"] == 0.0
+    for config in (default, published):  # the spec's own keys apply over either preset
+        assert (config["members"], config["epochs"], config["batch_size"]) == (2, 1, 1024)
+    assert (published["negative_rounds"], default["negative_rounds"]) == (1, 0)  # no negatives by default
+    assert _planned_model_config(["user_model.preset=default"]) == default
+    assert _planned_model_config(["user_model.preset=published", "user_model.lr=0.02"])["lr"] == 0.02
+    with pytest.raises(ConfigError, match="preset"):
+        _planned_model_config(["user_model.preset=newest"])
+
+
+# --- report --------------------------------------------------------------------------------------------
+
+def test_report_shows_the_user_model_diagnostics(tiny_world, trained, tmp_path):
+    from recsim.evaluation.report import build_report
+    from recsim.io import read_json, write_json
+    from recsim.user_model.train import write_outputs
+
+    row = {"mode": "FB", "R_tra": 1.0, "length": 2.0, "R_each": 0.5, "MCD": 0.5, "gini": 0.4, "coverage": 0.1}
+    write_json(tmp_path / "eval-a-s0" / "metrics.json", {"method": "a", "family": "x", "seed": 0, "rows": [row]})
+    plain = build_report(tmp_path, tmp_path / "plain", ["eval-a-s0"], figures=False)
+    assert "User models" not in plain.read_text() + (tmp_path / "plain" / "results.md").read_text()
+    model_dir = tmp_path / "user_model-s0"
+    write_outputs(trained, tiny_world, model_dir, "count")
+    write_json(model_dir / "config.json", {"train": {"uncertainty": "count"}})
+    page = build_report(tmp_path, tmp_path / "report", ["eval-a-s0"], figures=False)
+    found = read_json(model_dir / "metrics.json")["diagnostics"]
+    count = found["uncertainty"]["count"]
+    expected = (f"| user_model-s0 | count | {found['distinct_items@10']} | {found['gini_top@10']:.3f} | "
+                f"{found['rmse']:.3f} ({found['rmse_train_mean']:.3f}) | {count['spearman_abs_error']:.3f} | "
+                f"{count['spearman_item_log_count']:.3f} | {count['ucb_top1_differs']:.3f} | "
+                f"{count['ucb_top10_differs']:.3f} |")
+    markdown = (tmp_path / "report" / "results.md").read_text()
+    assert "## User models" in markdown and expected in markdown
+    html = page.read_text()
+    assert "<h2>User models</h2>" in html and html.rstrip().endswith("</body></html>")
+    assert f"<td>{count['spearman_abs_error']:.3f}</td>" in html

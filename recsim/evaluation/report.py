@@ -310,6 +310,50 @@ def report_html(title: str, summary: pd.DataFrame, figures: dict[str, bytes],
     return "\n".join(parts)
 
 
+def user_model_section(run_dir: Path) -> tuple[str, str]:
+    """The "User models" section (markdown, HTML) of the run's trained user models; ("", "") if none.
+
+    One row per `user_model*/` folder whose `metrics.json` holds `recsim.user_model.diagnostics`:
+    distinct items among all users' top-k and their Gini, RMSE on the held-out truth beside the
+    training mean's, and for the reward table's own uncertainty (`config.json`'s `train.uncertainty`)
+    its Spearman correlations with |error| and with the item's log count and the share of users
+    whose UCB top item / top-k list differs from greedy's.
+    """
+    rows = []
+    for directory in sorted(p for p in run_dir.glob("user_model*") if (p / "metrics.json").is_file()):
+        found = read_json(directory / "metrics.json").get("diagnostics")
+        if not isinstance(found, dict) or not found.get("uncertainty"):
+            continue
+        config = read_json(directory / "config.json") if (directory / "config.json").is_file() else {}
+        kind = config.get("train", {}).get("uncertainty")
+        kind = kind if kind in found["uncertainty"] else next(iter(found["uncertainty"]))
+        k = next((key.split("@")[1] for key in found if key.startswith("distinct_items@")), "10")
+
+        def number(value: Any) -> str:
+            return _fmt(float("nan") if value is None else float(value))
+
+        calibration = found["uncertainty"][kind]
+        rows.append({"user model": directory.name, "uncertainty": kind,
+                     f"distinct top-{k}": str(found.get(f"distinct_items@{k}", "n/a")),
+                     f"Gini top-{k}": number(found.get(f"gini_top@{k}")),
+                     "RMSE (train mean)": f"{number(found.get('rmse'))} ({number(found.get('rmse_train_mean'))})",
+                     "Spearman |error|": number(calibration.get("spearman_abs_error")),
+                     "Spearman log count": number(calibration.get("spearman_item_log_count")),
+                     "UCB top-1 differs": number(calibration.get("ucb_top1_differs")),
+                     f"UCB top-{k} differs": number(calibration.get(f"ucb_top{k}_differs"))})
+    if not rows:
+        return "", ""
+    frame = pd.DataFrame(rows)
+    note = ("Diagnostics of each trained user model against the held-out truth (recsim.user_model.diagnostics), "
+            "for the uncertainty its reward table carries.")
+    markdown = "\n".join(["## User models", "", note, "", markdown_table(frame), ""])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return markdown, (f"<h2>User models</h2><p>{html.escape(note)}</p><div class='wide'><table><thead><tr>{head}"
+                      f"</tr></thead><tbody>{body}</tbody></table></div>")
+
+
 def _write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -337,7 +381,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, eval_na
     title = report_title(title, run_dir)
     with atomic_path(out / "results.csv") as tmp:
         results.to_csv(tmp, index=False, float_format="%.6g")
-    _write_text(out / "results.md", results_markdown(results, title, header))
+    models_md, models_html = user_model_section(run_dir)
+    _write_text(out / "results.md", results_markdown(results, title, header) + models_md)
     pngs = report_figures(run_dir, eval_names, results, dataset) if figures and dataset is not None else {}
     if pngs:
         (out / "figures").mkdir(exist_ok=True)
@@ -345,7 +390,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike, eval_na
         slug = "".join(ch if ch.isalnum() else "_" for ch in caption.lower()).strip("_")
         _write_bytes(out / "figures" / f"{slug}.png", png)
     page = out / "report.html"
-    _write_text(page, report_html(title, summary_table(results), pngs, header, styles_of(results)))
+    body, end, tail = report_html(title, summary_table(results), pngs, header, styles_of(results)).rpartition("</body>")
+    _write_text(page, body + models_html + end + tail)
     return page
 
 

@@ -5,11 +5,12 @@ rule, the methods to train, the evaluation and the report (see `pipelines/*.yaml
 spec is loaded, `env` becomes a `recsim.env.EnvConfig`, `quit` a `recsim.env.QuitRuleConfig`,
 `evaluation` an `EvaluationSpec` (an `recsim.evaluation.online.EvalConfig` with the final
 table's settings), and every method's entry is resolved into the `recsim.policy.train.MethodConfig`
-its stages run (`Spec.method_config`); `user_model` and `knn` hold overrides of
-`recsim.user_model.train.TrainConfig` / `recsim.reward.knn.KnnConfig`, checked key by key, whose
-dataset-dependent defaults their stages fill in. Every key and the type of every value is checked
-when the spec is loaded, so a typo fails before any stage runs, with a `ConfigError` naming the
-key and the file; the resolved config is what each stage writes beside its outputs.
+its stages run (`Spec.method_config`); `user_model` holds a `preset` ("published" | "default") and
+overrides of its `recsim.user_model.train.TrainConfig`, `knn` overrides of `recsim.reward.knn.KnnConfig`,
+checked key by key, whose dataset-dependent defaults their stages fill in. Every key and the type of
+every value is checked when the spec is loaded, so a typo fails before any stage runs, with a
+`ConfigError` naming the key and the file; the resolved config is what each stage writes beside its
+outputs.
 
 Overrides from the command line (`--set key=value`) address keys by dotted path; methods are
 addressed by name (`methods.dorl.penalty.lambda_E=1`). Values are parsed as YAML scalars and
@@ -308,9 +309,9 @@ class Spec:
 def component_sections() -> dict[str, type]:
     """Spec sections that hold overrides of a library config dataclass -> that dataclass."""
     from recsim.reward.knn import KnnConfig
-    from recsim.user_model.train import TrainConfig
+    from recsim.user_model.train import PresetOverrides
 
-    return {"user_model": TrainConfig, "knn": KnnConfig}
+    return {"user_model": PresetOverrides, "knn": KnnConfig}
 
 
 # ----------------------------------------------------------------------------- loading and overrides

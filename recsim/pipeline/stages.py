@@ -253,11 +253,13 @@ def _data_stage(spec: Spec) -> Stage:
 
 
 def _train_config(spec: Spec, seed: int, dataset_name: str, ips: bool):
-    from recsim.user_model.train import TrainConfig
+    """The spec's `user_model` section: its `preset` (default "default") with the other keys over it."""
+    from recsim.user_model.train import preset_config
 
     overrides = dict(spec.user_model)
+    preset = overrides.pop("preset", "default")
     overrides.update(seed=seed, ips=ips or bool(overrides.get("ips", False)))
-    return TrainConfig(**overrides).resolved(dataset_name)
+    return preset_config(preset, **overrides).resolved(dataset_name)
 
 
 def model_seed(spec: Spec, seed: int) -> int:

@@ -114,7 +114,17 @@ class GreedyRecommender(ScoreRecommender):
 
 
 class UCBRecommender(ScoreRecommender):
-    """rhat(u, i) + c * sqrt(U(u, i)) (U: the table's uncertainty, a variance or a std^2)."""
+    """rhat(u, i) + c * sqrt(U(u, i)) (U: the table's uncertainty, a variance or a std^2).
+
+    c = 1 (`StaticConfig.c`): one standard error when U is the squared standard error of the
+    mean (the default table's `count` uncertainty), so an item overtakes greedy's only where its
+    upper bound passes greedy's. Measured on Coat (default user model, `recsim.user_model.diagnostics`):
+    the ordered top-10 differs from greedy's for 98 % of users, the top item for 2.1 %: within a
+    user's row the bonus varies by 0.043 (mean std over items), a seventh of the median gap between
+    the two best means (0.30). Scaling c to the spread of the mean (c = 13.2, the bonus then varying
+    as much as rhat) moves the top item for only 13.8 % of users and is no longer a confidence bound,
+    so c stays 1; the ensemble's `disagreement` varies more (top item 8.6 % at c = 1).
+    """
 
     def __init__(self, table: RewardTable, c: float = 1.0, name: str = "ucb") -> None:
         if c < 0:
