@@ -257,7 +257,7 @@ def prepare(policy: Any, dataset: Any, env_config: EnvConfig, quit_config: QuitR
     replayed_rule = quit_rule if mode.quit_enabled else None
     episodes = logged_episodes(dataset, columns, env_config.limit_for(n_columns), replayed_rule, candidates,
                                config.stride, pscore)
-    wanted = set(config.estimators) if len(episodes.users) else set()
+    wanted = set(config.estimators) if len(episodes.users) else set(config.estimators) & {"model"}
     log = None
     if user_model_table is not None and wanted & set(NEEDS_MODEL):
         log = model_rollout(policy, user_model_table, quit_rule, env_config, config.model_episodes, config.seed,
@@ -292,13 +292,18 @@ def estimate_episodes(policy: Any, dataset: Any, env_config: EnvConfig, quit_con
     rule is built over the user model's table (without one only the category rule can be built,
     from the item categories). Users: those of the log that the table covers, at most
     `config.max_users` (seeded choice). Without a user model table `model`, `dr` and `wdr` are
-    NaN and flagged; every estimate is, when no user has an episode's length of logged rows.
+    NaN and flagged; every estimate but `model` is, when no user has an episode's length of
+    logged rows.
     See `episode_estimates`.
     """
     inputs = prepare(policy, dataset, env_config, quit_config, user_model_table, config, pscore)
     if not len(inputs.episodes.users):
+        length = inputs.episodes.items.shape[1]
         reason = "no user has a whole episode of logged rows"
-        return {name: missing_estimate(inputs.episodes.items.shape[1], reason) for name in config.estimators}, inputs
+        out = {name: missing_estimate(length, reason) for name in config.estimators}
+        if "model" in out and inputs.log is not None:  # the rollout needs no logged episode
+            out["model"] = model_estimate(inputs.log, np.zeros(length), config.n_bootstrap, config.seed)
+        return out, inputs
     return estimates_from(inputs, config), inputs
 
 
