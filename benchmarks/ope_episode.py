@@ -14,10 +14,10 @@ model, dr, wdr; behaviour propensities "logged", the world's exact per-row prope
 Truth, for validation only: R_tra of each policy in the ground-truth environment
 (`OnlineEvaluator`, the spec's evaluation in each mode, `--truth-episodes` users instead of the
 run's 100 to lower the truth's own noise; the run's reported R_tra is kept beside it), and the
-one-step truth `ope_truth` (sum_a pi(a|x) truth(u, a) on the same logged contexts).
+one-step truth `ope_step_truth` (sum_a pi(a|x) truth(u, a) on the same logged contexts).
 
 Per estimator and mode, across the policies: Spearman correlation of the estimates with the true
-R_tra (and with the run's reported R_tra; for the one-step estimators with `ope_truth` and with
+R_tra (and with the run's reported R_tra; for the one-step estimators with `ope_step_truth` and with
 R_tra), mean relative error |est - truth| /
 |truth| (policies whose truth is 0 left out), the share of policies whose truth lies inside the
 estimate's 95 % interval, and the share flagged unreliable. Baseline (same run): `naive`, the mean
