@@ -28,14 +28,14 @@ from recsim.reward.table import RewardTable
 
 
 def logged_metrics(policy: Any, dataset: Any, window: int, evaluation: EvaluationSpec,
-                   user_model_table: RewardTable | None) -> dict[str, Any]:
+                   table: RewardTable | None, behaviour: BehaviourModel | None) -> dict[str, Any]:
     """Ranking metrics, one-step off-policy estimates over the covered contexts and the value
-    on the random test log (`recsim.evaluation.logged`), with `ope_pscore_source`."""
+    on the random test log (`recsim.evaluation.logged`), with `ope_pscore_source`; `table` is
+    the user model's (None where the estimates do not read it), `behaviour` the fitted
+    propensity model (None without off-policy estimates)."""
     shared: dict[str, Any] = ranking_metrics(policy, dataset, evaluation.ndcg_k, window)
-    if not evaluation.ope:
+    if not evaluation.ope or behaviour is None:
         return shared
-    table = user_model_table if evaluation.needs_user_model else None
-    behaviour = fit_behaviour(evaluation.ope_propensity, dataset, table, seed=evaluation.seed)
     users = covered_users(dataset, table, behaviour)
     contexts = logged_contexts(dataset, window, evaluation.ope_max_users, evaluation.seed, behaviour, users)
     shared.update(off_policy_estimates(policy, dataset, contexts, evaluation.ope, evaluation.ope_cap,
@@ -61,36 +61,34 @@ def evaluate_method(policy: Any, dataset: Any, config: Any, evaluation: Evaluati
         user_model_table: the user model's table, for DM / DR and user-model propensities (None:
             those estimates are reported unreliable, "no reward model").
     """
-    shared = logged_metrics(policy, dataset, config.env.history_window, evaluation, user_model_table)
+    table = user_model_table if evaluation.needs_user_model else None
+    behaviour = (fit_behaviour(evaluation.ope_propensity, dataset, table, seed=evaluation.seed)
+                 if evaluation.ope or evaluation.ope_episode else None)
+    pscore = training_pscore(behaviour, dataset) if behaviour is not None and evaluation.ope_episode else None
+    shared = logged_metrics(policy, dataset, config.env.history_window, evaluation, table, behaviour)
+
+    def episode_values(mode: str) -> dict[str, Any]:
+        """`ope_rtra_*` of the policy in `mode` (`recsim.evaluation.episode_ope`), with the fitted
+        behaviour model and as many model-rollout episodes as the online evaluation runs."""
+        if pscore is None or behaviour is None:
+            return {}
+        return {**episode_estimates(policy, dataset, dataclasses.replace(config.env, mode=mode), config.quit,
+                                    table, evaluation.ope_episode, cap=evaluation.ope_cap,
+                                    n_bootstrap=evaluation.n_bootstrap, seed=evaluation.seed,
+                                    max_users=evaluation.ope_episode_users, stride=evaluation.ope_episode_stride,
+                                    model_episodes=evaluation.episodes, run_seed=config.seed, pscore=pscore),
+                "ope_pscore_source": behaviour.source}
+
     if dataset.truth is None:
-        return [{"mode": "offline", **shared, **episode_values(policy, dataset, config, evaluation,
-                                                             user_model_table, evaluation.modes[0])}], {}
+        return [{"mode": "offline", **shared, **episode_values(evaluation.modes[0])}], {}
     evaluator = OnlineEvaluator(dataset, evaluation.online(evaluation.modes[0]), config.env, config.quit)
     rows, logs = [], {}
     for mode in evaluation.modes:
         in_mode = evaluator.in_mode(mode)
         log = in_mode.rollout(policy, config.seed, config.device, progress)
-        rows.append({"mode": mode, **in_mode.metrics(log), **shared,
-                     **episode_values(policy, dataset, config, evaluation, user_model_table, mode)})
+        rows.append({"mode": mode, **in_mode.metrics(log), **shared, **episode_values(mode)})
         logs[mode] = log
     return rows, logs
-
-
-def episode_values(policy: Any, dataset: Any, config: Any, evaluation: EvaluationSpec,
-                   user_model_table: RewardTable | None, mode: str) -> dict[str, float]:
-    """`ope_rtra_*`: the estimates of the policy's R_tra in `mode` from the training log
-    (`recsim.evaluation.episode_ope`), with the spec's behaviour model and as many model-rollout
-    episodes as the online evaluation runs."""
-    if not evaluation.ope_episode:
-        return {}
-    table = user_model_table if evaluation.needs_user_model else None
-    behaviour = fit_behaviour(evaluation.ope_propensity, dataset, table, seed=evaluation.seed)
-    out = episode_estimates(policy, dataset, dataclasses.replace(config.env, mode=mode), config.quit, table,
-                            evaluation.ope_episode, cap=evaluation.ope_cap, n_bootstrap=evaluation.n_bootstrap,
-                            seed=evaluation.seed, max_users=evaluation.ope_episode_users,
-                            stride=evaluation.ope_episode_stride, model_episodes=evaluation.episodes,
-                            run_seed=config.seed, pscore=training_pscore(behaviour, dataset))
-    return {**out, "ope_pscore_source": behaviour.source}
 
 
 def training_pscore(behaviour: BehaviourModel, dataset: Any) -> np.ndarray:
