@@ -53,6 +53,10 @@ def variants() -> dict[str, tuple[dict, dict]]:
     ppo_gae = {"algorithm": "ppo", "repeat": 4, "gae_lambda": 0.95}
     return {
         "default": ({}, {}),
+        "default_raw_returns": ({"return_scaling": False}, {}),
+        "default_gamma_0.99": ({"gamma": 0.99}, {}),
+        "default_window_4": ({"tracker": {"window": 4}}, {}),
+        "default_users": ({"tracker": {"users": True}}, {}),
         "published": ({}, {}),
         "ent_0.01": ({"ent_coef": 0.01}, {}),
         "ent_0.1": ({"ent_coef": 0.1}, {}),
@@ -124,7 +128,7 @@ def _run(name: str, agent_overrides: dict, budget_overrides: dict, seed: int, st
     """One training run of `study["method"]` under a variant; its metrics per epoch and final."""
     from recsim.policy.train import method_config, train_method
 
-    learner = "default" if name == "default" else "published"
+    learner = "default" if name.startswith("default") else "published"
     params = {**dataclasses.asdict(dataclasses.replace(study["budget"], **budget_overrides)), "learner": learner,
               **study["agent"], **agent_overrides}
     config = method_config(study["method"], study["world"].name, params=params, evaluation=study["evaluation"],
@@ -157,6 +161,7 @@ def main() -> None:
                         "coat", help="Coat's raw folder (--world coat)")
     parser.add_argument("--method", default="mbpo", help="a model-based method (mbpo, mopo, dorl, gt_oracle, ...)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--epoch-steps", type=int, default=10_000)
     parser.add_argument("--episodes", type=int, default=100, help="ground-truth episodes per evaluation")
@@ -187,7 +192,7 @@ def main() -> None:
         table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
         evaluator = OnlineEvaluator(world, evaluation, quit=quit_config)
         study = {"method": args.method, "world": world, "budget": base, "agent": agent, "evaluation": evaluation,
-                 "quit": quit_config, "inputs": MethodInputs(world, table, None, ensemble.embeddings()[1])}
+                 "quit": quit_config, "inputs": MethodInputs(world, table, None, *ensemble.embeddings()[::-1])}
         static = {}
         for policy in (GreedyRecommender(table), QuitAwareGreedyRecommender(table, evaluator.quit_rule),
                        RandomRecommender(0)):
@@ -196,7 +201,7 @@ def main() -> None:
         runs = {}
         for name, (agent_overrides, budget_overrides) in chosen.items():
             rows = [_run(name, agent_overrides, budget_overrides, seed, study, workdir / args.method)
-                    for seed in range(args.seeds)]
+                    for seed in range(args.first_seed, args.first_seed + args.seeds)]
             runs[name] = {"settings": {"agent": {k: str(v) for k, v in agent_overrides.items()},
                                        "budget": budget_overrides}, "summary": _aggregate(rows), "per_seed": rows}
     result = {"benchmark": "a2c_collapse", "world": {"name": args.world, "users": world.n_users,

@@ -65,7 +65,7 @@ def _settings(setting: str, world: str) -> dict:
                     model_based=dict(epochs=2, epoch_num_steps=10_000), offline=dict(epochs=2, epoch_num_steps=300))
     if setting == "quickstart":
         return dict(world={}, user_model=QUICKSTART_USER_MODEL if world == "synthetic" else COAT_USER_MODEL,
-                    model_based=dict(epochs=2, epoch_num_steps=10_000, num_envs=100, episodes_per_collect=100,
+                    model_based=dict(epochs=4, epoch_num_steps=25_000, num_envs=100, episodes_per_collect=100,
                                      batch_size=64),
                     offline=dict(epochs=2, epoch_num_steps=100, batch_size=256))
     return dict(world={}, user_model=dict(members=5, epochs=5), model_based={}, offline={})

@@ -2,7 +2,7 @@
 
 The world is the quickstart's synthetic KuaiRec world with 400 users (all 3,327 items, the
 category quit rule N = 4, threshold 0), the quickstart's user model (2 DeepFM members, 1 epoch),
-ROLeR's kNN table and every model-based method on the quickstart's budget (2 x 10,000 simulator
+ROLeR's kNN table and every model-based method on the quickstart's budget (4 x 25,000 simulator
 steps, minibatch 64) with the default learner, one seed. Each method is evaluated in the ground
 truth in NX_0 and FB (100 episodes, the same users for every method).
 
@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 MODEL_BASED = ("mbpo", "mopo", "dorl", "roler", "ours", "gt_oracle")
-BUDGET = {"epochs": 2, "epoch_num_steps": 10_000, "num_envs": 100, "episodes_per_collect": 100, "batch_size": 64}
+BUDGET = {"epochs": 4, "epoch_num_steps": 25_000, "num_envs": 100, "episodes_per_collect": 100, "batch_size": 64}
 USER_MODEL = {"members": 2, "epochs": 1, "lr": 0.003, "batch_size": 4096, "negative_rounds": 1, "patience": 1}
 
 

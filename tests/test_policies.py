@@ -401,3 +401,24 @@ def test_fb_evaluation_of_an_nx_trained_policy_repeats_nothing_of_its_history(wo
     fb_trained = train_method(tiny_config("mbpo", train_mode="FB"), MethodInputs(world, noisy_table),
                               tmp_path / "fb")
     assert not fb_trained.policy.mask_history
+
+
+def test_a_tracker_with_user_embeddings_personalises_the_first_step_and_loads_again(world, noisy_table, tmp_path):
+    from recsim.policy.storage import load_policy
+
+    rng = np.random.default_rng(0)
+    users = rng.normal(0, 1, (world.n_users, 4)).astype(np.float32)
+    inputs = MethodInputs(world, noisy_table, user_embeddings=users)
+    config = tiny_config("mbpo", tracker={"users": True})
+    run = train_method(config, inputs, tmp_path / "users")
+    n_items = noisy_table.shape[1]
+    first = {"user": np.array([0, 1]), "history": np.full((2, 10), -1), "feedback": np.zeros((2, 10), np.float32),
+             "turn": np.zeros(2, dtype=np.int64)}
+    allowed = np.ones((2, n_items), dtype=bool)
+    probs = run.policy.action_probs(first, allowed)
+    assert not np.allclose(probs[0], probs[1])  # an empty history, two users: two distributions
+    assert np.allclose(load_policy(tmp_path / "users", inputs).action_probs(first, allowed), probs)
+    plain = train_method(tiny_config("mbpo"), inputs, tmp_path / "plain").policy.action_probs(first, allowed)
+    assert np.allclose(plain[0], plain[1])
+    with pytest.raises(ConfigError, match="TrackerConfig.users"):
+        train_method(config, MethodInputs(world, noisy_table), tmp_path / "missing")

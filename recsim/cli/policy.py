@@ -31,18 +31,27 @@ POLICY_KIND = "policy"
 EVALUATION_KIND = "policy-evaluation"
 
 
-def _item_embeddings(directories: list[Path | None], n_items: int) -> np.ndarray | None:
-    """The `item` array, float32 (n_items, dim), of the first `embeddings.npz` in `directories`."""
+def _embeddings(directories: list[Path | None], n_users: int,
+                n_items: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The `user` and `item` arrays, float32 (n_users | n_items, dim), of the first `embeddings.npz`
+    in `directories` (None, None without one; `user` is None in a file without it)."""
     for directory in directories:
         if directory is not None and (directory / EMBEDDINGS_FILE).is_file():
             path = directory / EMBEDDINGS_FILE
-            item = load_npz(path, ("item",))["item"]
-            if item.ndim != 2 or item.shape[0] != n_items or item.dtype.kind not in "fiu":
-                raise DataError(str(path), "item", f"{item.dtype} of shape {item.shape}, expected ({n_items}, dim) "
-                                                   "numbers: one row per item of the world")
-            check_finite(path, "item", item)
-            return item.astype(np.float32)
-    return None
+            item = _embedding_array(path, load_npz(path, ("item",))["item"], "item", n_items)
+            with np.load(path, allow_pickle=False) as z:
+                user = _embedding_array(path, z["user"], "user", n_users) if "user" in z.files else None
+            return user, item
+    return None, None
+
+
+def _embedding_array(path: Path, array: np.ndarray, field: str, n_rows: int) -> np.ndarray:
+    """`array` as float32 (n_rows, dim), or a DataError naming `path` and `field`."""
+    if array.ndim != 2 or array.shape[0] != n_rows or array.dtype.kind not in "fiu":
+        raise DataError(str(path), field, f"{array.dtype} of shape {array.shape}, expected ({n_rows}, dim) "
+                                          f"numbers: one row per {field} of the world")
+    check_finite(path, field, array)
+    return array.astype(np.float32)
 
 
 def _disagreement_table(user_model: Path, reward: RewardTable, device: str) -> RewardTable:
@@ -66,8 +75,9 @@ def _inputs(method: str, world: Path, reward_dir: Path | None, user_model: Path 
             raise ConfigError(f"method {spec.name!r} needs --user-model DIR (ensemble disagreement)")
         assert reward is not None  # the method reads a reward table: a ConfigError above otherwise
         uncertainty = _disagreement_table(user_model, reward, device)
-    item_embeddings = _item_embeddings([user_model, reward_dir], dataset.n_items) if embeddings else None
-    return MethodInputs(dataset, reward, uncertainty, item_embeddings)
+    users, items = (_embeddings([user_model, reward_dir], dataset.n_users, dataset.n_items) if embeddings
+                    else (None, None))
+    return MethodInputs(dataset, reward, uncertainty, items, users)
 
 
 def _params(assignments: list[str], option: str = "--param") -> dict[str, object]:

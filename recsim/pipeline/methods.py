@@ -52,10 +52,11 @@ def method_needs(method: MethodSpec) -> MethodNeeds:
     return MethodNeeds(table, trained, disagreement)
 
 
-def item_embeddings(user_model_dir: Path) -> np.ndarray:
-    """float32 (n_items, d): the user model's item embeddings, indexed by dataset item id."""
+def user_model_embeddings(user_model_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(user float32 (n_users, d), item float32 (n_items, d)): the user model's embeddings, indexed
+    by dataset user and item id."""
     with np.load(Path(user_model_dir) / "embeddings.npz", allow_pickle=False) as z:
-        return z["item"].astype(np.float32)
+        return z["user"].astype(np.float32), z["item"].astype(np.float32)
 
 
 def method_inputs(dataset: Any, needs: MethodNeeds, table: Any, user_model_dir: Path | None,
@@ -63,5 +64,6 @@ def method_inputs(dataset: Any, needs: MethodNeeds, table: Any, user_model_dir: 
     """The `MethodInputs` of a method from its loaded stages."""
     from recsim.policy.train import MethodInputs
 
-    embeddings = item_embeddings(user_model_dir) if needs.embeddings and user_model_dir is not None else None
-    return MethodInputs(dataset, table, disagreement if needs.disagreement else None, embeddings)
+    users, items = (user_model_embeddings(user_model_dir) if needs.embeddings and user_model_dir is not None
+                    else (None, None))
+    return MethodInputs(dataset, table, disagreement if needs.disagreement else None, items, users)

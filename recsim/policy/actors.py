@@ -346,13 +346,18 @@ class ValueHead(ModuleWithVectorOutput):
 
 
 def build_tracker(config: TrackerConfig, n_items: int, item_embeddings: np.ndarray | None, history_window: int,
-                  seed: int = 0) -> ModuleWithVectorOutput:
+                  seed: int = 0, user_embeddings: np.ndarray | None = None) -> ModuleWithVectorOutput:
     """The tracker `config` names over `n_items` items (initial embeddings indexed by item column).
 
     The observation's feedback is already scaled to [0, 1] (`recsim.policy.scaling`), so the
     tracker's own normalisation range should stay [0, 1]; `seed` replaces the config's seed.
+    `user_embeddings`, float32 (n_user_ids, d_u) indexed by the observation's `user`, is required
+    by and only used with `config.users`.
     """
     if config.window > history_window:
         raise ConfigError(f"TrackerConfig.window: {config.window} exceeds the observation's history window "
                           f"{history_window}")
-    return make_tracker(dataclasses.replace(config, seed=int(seed)), n_items, item_embeddings)
+    if config.users and user_embeddings is None:
+        raise ConfigError("TrackerConfig.users: needs the user model's user embeddings (train with a user model)")
+    return make_tracker(dataclasses.replace(config, seed=int(seed)), n_items, item_embeddings,
+                        user_embeddings if config.users else None)

@@ -3,8 +3,8 @@
 - `save_checkpoint` / `load_checkpoint`: one file, `checkpoints/last.pt`, replaced atomically
   after every epoch (`recsim.io.atomic_path` + `torch.save`; read back with
   `torch.load(weights_only=True)`, so a planted file never runs code), holding the algorithm's
-  `state_dict` (networks and optimizers, tianshou 2 includes them) and target-update counter
-  (`algorithm_state`), the trainer's counters (epoch, env step, gradient step) and the
+  `state_dict` (networks and optimizers, tianshou 2 includes them), target-update counter and
+  return statistics (`algorithm_state`), the trainer's counters (epoch, env step, gradient step) and the
   evaluation history.
 - `RunLogger`: tianshou's `TensorboardLogger`, extended through its public methods to (a) keep
   the trainer's counters (`save_data` is called once per epoch with them), (b) hand them back on
@@ -56,9 +56,19 @@ BCQ, CRR) in this attribute, outside `state_dict`; checkpoints carry it so a res
 the target network at the same steps as an uninterrupted one."""
 
 
+RETURN_STATS = "ret_rms"
+"""tianshou 2's A2C / PPO keep the running statistics of `return_scaling` (a `RunningMeanStd`)
+in this attribute, outside `state_dict`; checkpoints carry its mean, variance and count so a
+resumed run scales returns as an uninterrupted one."""
+
+
 def algorithm_state(algorithm: torch.nn.Module) -> dict[str, Any]:
-    """The algorithm's `state_dict` plus its target-update counter (see `TARGET_COUNTER`)."""
-    return {"state_dict": algorithm.state_dict(), "target_counter": getattr(algorithm, TARGET_COUNTER, None)}
+    """The algorithm's `state_dict`, its target-update counter (`TARGET_COUNTER`) and its return
+    statistics (`RETURN_STATS`)."""
+    stats = getattr(algorithm, RETURN_STATS, None)
+    return {"state_dict": algorithm.state_dict(), "target_counter": getattr(algorithm, TARGET_COUNTER, None),
+            "return_stats": None if stats is None else
+            {"mean": float(stats.mean), "var": float(stats.var), "count": int(stats.count)}}
 
 
 def restore_algorithm(algorithm: torch.nn.Module, state: dict[str, Any]) -> None:
@@ -66,6 +76,10 @@ def restore_algorithm(algorithm: torch.nn.Module, state: dict[str, Any]) -> None
     algorithm.load_state_dict(state["state_dict"])
     if state.get("target_counter") is not None and hasattr(algorithm, TARGET_COUNTER):
         setattr(algorithm, TARGET_COUNTER, int(state["target_counter"]))
+    saved = state.get("return_stats")
+    stats = getattr(algorithm, RETURN_STATS, None)
+    if saved is not None and stats is not None:
+        stats.mean, stats.var, stats.count = saved["mean"], saved["var"], saved["count"]
 
 
 class RunLogger(TensorboardLogger):

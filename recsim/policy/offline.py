@@ -321,19 +321,22 @@ def build_offline_algorithm(agent: OfflineAgentConfig, n_items: int, tracker, ac
 
 def train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_items: int, out_dir: str | os.PathLike,
                   *, evaluator: OnlineEvaluator | None = None, item_embeddings: np.ndarray | None = None,
-                  resume: bool = False, extra_config: dict[str, Any] | None = None) -> TrainResult:
+                  user_embeddings: np.ndarray | None = None, resume: bool = False,
+                  extra_config: dict[str, Any] | None = None) -> TrainResult:
     """Train an offline algorithm on logged transitions; evaluate it with `evaluator`.
 
     Outputs in `out_dir` as for `recsim.policy.model_based.train_model_based`.
     """
     with torch_threads(config.torch_threads):
         return _train_offline(config, transitions, n_items, out_dir, evaluator=evaluator,
-                              item_embeddings=item_embeddings, resume=resume, extra_config=extra_config)
+                              item_embeddings=item_embeddings, user_embeddings=user_embeddings, resume=resume,
+                              extra_config=extra_config)
 
 
 def _train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_items: int, out_dir: str | os.PathLike,
                    *, evaluator: OnlineEvaluator | None, item_embeddings: np.ndarray | None,
-                   resume: bool, extra_config: dict[str, Any] | None) -> TrainResult:
+                   user_embeddings: np.ndarray | None, resume: bool,
+                   extra_config: dict[str, Any] | None) -> TrainResult:
     import gymnasium as gym
 
     out = Path(out_dir)
@@ -349,7 +352,7 @@ def _train_offline(config: OfflineConfig, transitions: LoggedTransitions, n_item
     action_space = gym.spaces.Discrete(n_items)
     obs_space = observation_space(int(transitions.obs["user"].max()) + 1, n_items, window, limit)
     with seeded_scope(torch_seed):
-        tracker = build_tracker(config.agent.tracker, n_items, item_embeddings, window, torch_seed)
+        tracker = build_tracker(config.agent.tracker, n_items, item_embeddings, window, torch_seed, user_embeddings)
         algorithm = build_offline_algorithm(config.agent, n_items, tracker, action_space, obs_space).to(device)
     write_json(out / "config.json", {"offline": config, "n_transitions": len(transitions),
                                      "feedback_scale": transitions.feedback_scale, **(extra_config or {})})

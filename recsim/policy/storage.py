@@ -39,12 +39,13 @@ FORMAT = 2
 
 
 def save_policy(policy: Recommender, config: MethodConfig, directory: str | os.PathLike,
-                embedding_dim: int | None = None) -> Path:
+                embedding_dim: int | None = None, user_embedding_shape: tuple[int, ...] | None = None) -> Path:
     """Write `policy` (trained by `config`) into `directory`; returns the description's path.
 
     Args:
         embedding_dim: the width of the initial item embeddings the tracker was built with
             (None: learned from scratch, `config.agent.tracker.embedding_dim`).
+        user_embedding_shape: (n_user_ids, d_u) of the tracker's user embeddings (None: none).
     """
     directory = Path(directory)
     description: dict[str, Any] = {"format": FORMAT, "config": config.to_dict()}
@@ -55,6 +56,8 @@ def save_policy(policy: Recommender, config: MethodConfig, directory: str | os.P
         action_space = policy.policy.action_space
         assert isinstance(action_space, gym.spaces.Discrete)  # recsim's policies pick one item column
         description.update(n_items=int(action_space.n), embedding_dim=embedding_dim,
+                           user_embedding_shape=None if user_embedding_shape is None
+                           else [int(n) for n in user_embedding_shape],
                            feedback_scale=None if scale is None else {"low": scale.low, "high": scale.high})
     write_json(directory / DESCRIPTION_FILE, description)
     return directory / DESCRIPTION_FILE
@@ -135,6 +138,15 @@ def _description(directory: Path) -> dict[str, Any]:
     return description
 
 
+def _user_embedding_shape(value: Any, path: Path) -> tuple[int, int] | None:
+    """The saved (n_user_ids, d_u) of the tracker's user embeddings, or None."""
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2 or not all(isinstance(n, int) and n > 0 for n in value)):
+        raise DataError(str(path), "user_embedding_shape", f"expected [n_users, dim] positive integers, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
 def _network(config: MethodConfig, description: dict[str, Any], path: Path) -> Policy:
     """The untrained tianshou policy of `config` with the shapes of `description`."""
     from recsim.policy.actors import build_tracker
@@ -146,11 +158,13 @@ def _network(config: MethodConfig, description: dict[str, Any], path: Path) -> P
         dim = description.get("embedding_dim")
     except (KeyError, TypeError, ValueError) as error:
         raise DataError(str(path), "n_items", f"missing or not an integer ({error})") from None
+    users = _user_embedding_shape(description.get("user_embedding_shape"), path)
     env = config.env
     agent = config.agent
     assert isinstance(agent, (AgentConfig, OfflineAgentConfig))  # load_policy rebuilt a static baseline before
     embeddings = None if dim is None else np.zeros((n_items, int(dim)), dtype=np.float32)
-    tracker = build_tracker(agent.tracker, n_items, embeddings, env.history_window)
+    tracker = build_tracker(agent.tracker, n_items, embeddings, env.history_window,
+                            user_embeddings=None if users is None else np.zeros(users, dtype=np.float32))
     action_space = gym.spaces.Discrete(n_items)
     obs_space = observation_space(1, n_items, env.history_window, env.limit_for(n_items))
     if isinstance(agent, AgentConfig):

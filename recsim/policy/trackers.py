@@ -53,6 +53,9 @@ class TrackerConfig:
         n_heads, n_layers, dropout: attention tracker's encoder.
         reward_low, reward_high: reward normalisation range.
         freeze_embeddings: keep the item (and user) embeddings fixed.
+        users: concatenate the user model's embedding of the observation's user to the state
+            (recsim's option; published: no, the state reads the episode's items and feedback only,
+            so the first recommendation is the same for every user).
         seed: initialisation seed (weights not given by arrays).
     """
 
@@ -66,6 +69,7 @@ class TrackerConfig:
     reward_low: float = 0.0
     reward_high: float = 1.0
     freeze_embeddings: bool = False
+    users: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:

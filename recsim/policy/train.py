@@ -200,12 +200,15 @@ class MethodInputs:
             `reward.uncertainty`.
         item_embeddings: float32 (dataset n_items, d) item embeddings of the user model (indexed
             by dataset item id) to initialise the tracker; None = learned from scratch.
+        user_embeddings: float32 (dataset n_users, d_u) user embeddings of the user model (indexed
+            by dataset user id), read by a tracker with `users` on (`TrackerConfig.users`).
     """
 
     dataset: Any
     reward: RewardTable | None = None
     uncertainty: RewardTable | None = None
     item_embeddings: np.ndarray | None = None
+    user_embeddings: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -351,7 +354,8 @@ def _train(config: MethodConfig, inputs: MethodInputs, out: Path, resume: bool, 
                                      progress=config.progress, torch_threads=config.torch_threads)
         embeddings = _embeddings_for(inputs, np.asarray(table.items, dtype=np.int64))
         result = train_model_based(mb_config, table, quit_rule, out, entropy=entropy, evaluator=evaluator,
-                                   item_embeddings=embeddings, resume=resume, extra_config=provenance)
+                                   item_embeddings=embeddings, user_embeddings=inputs.user_embeddings,
+                                   resume=resume, extra_config=provenance)
     else:
         assert isinstance(config.agent, OfflineAgentConfig)
         items = action_items(inputs)
@@ -363,6 +367,9 @@ def _train(config: MethodConfig, inputs: MethodInputs, out: Path, resume: bool, 
                                    torch_threads=config.torch_threads)
         embeddings = _embeddings_for(inputs, items)
         result = train_offline(off_config, transitions, len(items), out, evaluator=evaluator,
-                               item_embeddings=embeddings, resume=resume, extra_config=provenance)
-    save_policy(result.recommender, config, out, embedding_dim=None if embeddings is None else embeddings.shape[1])
+                               item_embeddings=embeddings, user_embeddings=inputs.user_embeddings,
+                               resume=resume, extra_config=provenance)
+    users = inputs.user_embeddings if config.agent.tracker.users else None
+    save_policy(result.recommender, config, out, embedding_dim=None if embeddings is None else embeddings.shape[1],
+                user_embedding_shape=None if users is None else users.shape)
     return result
