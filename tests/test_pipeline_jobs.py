@@ -3,6 +3,7 @@ a stage failing in a worker fails the run like a stage failing in the parent, an
 from __future__ import annotations
 
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,23 +69,28 @@ def test_two_jobs_give_the_results_of_one(spec, sequential, tmp_path, capsys):
 def test_failing_stage_in_a_worker_fails_the_run_like_in_the_parent_and_a_rerun_resumes(
         spec, sequential, tmp_path, capsys):
     out = tmp_path / "run"
+    shutil.copytree(sequential, out)
+    for stage in ("eval-random-s0", "policy-greedy-knn-s0", "eval-greedy-knn-s0"):  # to run beside dorl
+        shutil.rmtree(out / stage)
     assert run(spec, out, "--jobs", "2", *BAD_TRACKER) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("recsim: error:")]
     assert len(errors) == 1 and "TrackerConfig.window: 50" in errors[0], err
-    assert not (out / "policy-dorl-s0").exists() and not [p for p in out.iterdir() if ".tmp" in p.name]
+    assert "policy-dorl-s0: running" in err and "eval-random-s0: running" in err
+    assert not (out / "policy-dorl-s0" / MARKER).exists() and not [p for p in out.iterdir() if ".tmp" in p.name]
     completed = {p.parent.name for p in out.glob(f"*/{MARKER}")}
-    assert {"data", "user_model-s0", "knn"} <= completed
+    assert {"data", "user_model-s0", "knn", "policy-random-s0", "eval-random-s0"} <= completed
     # the same failure in the parent process: the same line, after reusing what the workers completed
     assert run(spec, out, *BAD_TRACKER) == 2
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("recsim: error:")] == errors
-    assert stage_lines(err, "reused") == completed
+    assert stage_lines(err, "reused") == completed - {"policy-dorl-s0", "eval-dorl-s0", "report"}
     # the cause removed, the run resumes and ends where an uninterrupted run ends
     assert run(spec, out, "--jobs", "2") == 0
     err = capsys.readouterr().err
-    assert stage_lines(err, "reused") == completed
-    assert stage_lines(err, "running") == {"policy-dorl-s0", "eval-dorl-s0", "report"} - completed
+    assert stage_lines(err, "running") == {"policy-dorl-s0", "eval-dorl-s0"} | (
+        {"policy-greedy-knn-s0", "eval-greedy-knn-s0"} - completed)
+    assert "report" in stage_lines(err, "reused")  # the evaluations' contents equal the copied run's
     assert (out / "report" / "results.csv").read_bytes() == (sequential / "report" / "results.csv").read_bytes()
 
 
