@@ -32,12 +32,30 @@ _WORKER: dict[str, object] = {}
 
 
 def _start_worker(spec: Spec, run_dir: str, threads: int) -> None:
+    import threading
+
+    from tqdm import tqdm
+
     from recsim.pipeline.sweep import _limit_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the workers
+    _die_with_parent()
+    # tqdm's default lock is a multiprocessing semaphore, which a terminated worker leaks (a
+    # warning at exit); the workers' bars are disabled, a thread lock serves.
+    tqdm.set_lock(threading.RLock())
     _limit_threads(threads)
     _WORKER["runner"] = Runner(spec, run_dir)
     _WORKER["stages"] = {stage.name: stage for stage in plan(spec)}
+
+
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the parent dies (`kill -9` of the run): an
+    orphan would go on writing a stage that the next run is writing too."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _run_in_worker(name: str, inputs: dict[str, str], key: str) -> tuple[str, float, list[str]]:
@@ -156,9 +174,6 @@ class _Scheduler:
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Cancel the queued stages and end the workers now (an interrupt, or an error in the parent)."""
-    processes = list((pool._processes or {}).values())
-    for process in processes:
+    for process in list((pool._processes or {}).values()):
         process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join()
+    pool.shutdown(wait=True, cancel_futures=True)  # the pool sees its workers gone and cleans up

@@ -19,7 +19,8 @@ stage whose marker holds the same key and whose files still hash to the recorded
 other stage runs again. A run killed at any point therefore never leaves a stage that looks
 complete but is not, and running it again resumes at the first incomplete stage. Since every
 stage is deterministic given its config and inputs (seeded), the resumed run's results equal
-an uninterrupted run's.
+an uninterrupted run's. `Runner.execute(stages, jobs)` with `jobs` > 1 runs independent stages in
+worker processes by the same protocol (`recsim.pipeline.jobs`).
 """
 from __future__ import annotations
 
