@@ -86,7 +86,7 @@ def test_failing_stage_in_a_worker_fails_the_run_like_in_the_parent_and_a_rerun_
     assert [line for line in err.splitlines() if line.startswith("recsim: error:")] == errors
     assert stage_lines(err, "reused") == completed - {"policy-dorl-s0", "eval-dorl-s0", "report"}
     # the cause removed, the run resumes and ends where an uninterrupted run ends
-    assert run(spec, out, "--jobs", "2") == 0
+    assert run(spec, out) == 0
     err = capsys.readouterr().err
     assert stage_lines(err, "running") == {"policy-dorl-s0", "eval-dorl-s0"} | (
         {"policy-greedy-knn-s0", "eval-greedy-knn-s0"} - completed)
