@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/recsim run pipelines/quickstart.yaml --out runs/quickstart
+	$(VENV)/bin/recsim run pipelines/quickstart.yaml --out runs/quickstart --jobs 2
 	@echo "results: runs/quickstart/report/results.csv and results.md; open runs/quickstart/report/report.html"
 
 test: $(STAMP)

@@ -20,6 +20,11 @@ class DataError(RecsimError):
         where = f"{self.file}: {field}: " if field else f"{self.file}: "
         super().__init__(where + problem)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None, str]]:
+        # Exceptions pickle as `cls(*args)` by default, which misses the three arguments: a
+        # DataError raised in a worker process (`recsim run --jobs N`) must arrive whole.
+        return type(self), (self.file, self.field, self.problem)
+
 
 class ConfigError(RecsimError):
     """A configuration value (CLI flag, YAML key, dataclass field) is unknown or invalid."""
@@ -31,5 +36,9 @@ class OutputError(RecsimError):
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = str(path)
+        self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (self.path, self.problem)
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from recsim.cli.arguments import positive_int
 from recsim.errors import ConfigError, DataError
 from recsim.io import read_json
 from recsim.outdir import claim_dir, exclusive, output_dir
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [args.spec] + ([] if spec.data.name == "synthetic" else [spec.data.resolved_raw_dir()])
     with output_dir(args.out, RUN_KIND, inputs=inputs) as out:
         write_overrides(out, args.spec, args.set, args.seeds, args.raw)
-        results = run_spec(spec, out, stream=sys.stderr)
+        results = run_spec(spec, out, stream=sys.stderr, jobs=args.jobs)
     reused = sum(r.reused for r in results)
     frame = collect_rows(Path(args.out), [r.name for r in results if r.name.startswith("eval-")])
     print(summary_lines(frame))
@@ -109,6 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", help="run seeds, e.g. 0,1,2 or 0-4 (replaces the spec's)")
     p.add_argument("--raw", type=Path, default=None, help="folder of the dataset's raw files (data.raw_dir)")
     p.add_argument("--quiet", action="store_true", help="no per-stage progress bars")
+    p.add_argument("--jobs", type=positive_int, default=1, metavar="N",
+                   help="run independent stages in N worker processes (default 1); the results equal "
+                        "--jobs 1's, memory grows with N (each worker loads its inputs); no progress bars")
     p.set_defaults(handler=run)
 
     p = subparsers.add_parser("sweep", help="run a spec over a grid of overrides and seeds, in parallel")

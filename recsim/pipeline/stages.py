@@ -19,7 +19,8 @@ stage whose marker holds the same key and whose files still hash to the recorded
 other stage runs again. A run killed at any point therefore never leaves a stage that looks
 complete but is not, and running it again resumes at the first incomplete stage. Since every
 stage is deterministic given its config and inputs (seeded), the resumed run's results equal
-an uninterrupted run's.
+an uninterrupted run's. `Runner.execute(stages, jobs)` with `jobs` > 1 runs independent stages in
+worker processes by the same protocol (`recsim.pipeline.jobs`).
 """
 from __future__ import annotations
 
@@ -172,32 +173,51 @@ class Runner:
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
 
-    def execute(self, stages: list[Stage]) -> list[StageResult]:
-        """Run (or reuse) every stage in order; return what happened to each."""
+    def run_stage(self, stage: Stage, key: str) -> tuple[str, float]:
+        """Run `stage` with key `key` into its folder: a temporary folder that replaces the target
+        when `stage.run` succeeds, then the marker, written last. Returns (content hash, seconds).
+
+        The one implementation of the completion protocol, in the parent process (`--jobs 1`)
+        and in the worker processes (`recsim.pipeline.jobs`)."""
+        start = time.perf_counter()
+        target = self.path(stage.name)
+        (target / MARKER).unlink(missing_ok=True)
+        self._remove_leftovers(stage.name)
+        with atomic_dir(target, "stage") as tmp:
+            write_json(tmp / "config.json", stage.config)
+            stage.run(tmp, self)
+        content = content_hash(target)
+        write_json(target / MARKER, {"key": key, "content": content, "stage": stage.name,
+                                     "seconds": round(time.perf_counter() - start, 3)})
+        return content, time.perf_counter() - start
+
+    def execute(self, stages: list[Stage], jobs: int = 1) -> list[StageResult]:
+        """Run (or reuse) every stage; return what happened to each, in plan order.
+
+        `jobs` 1 runs the stages one after another in this process. `jobs` > 1 runs independent
+        stages in that many worker processes (`recsim.pipeline.jobs.execute_parallel`; needs
+        `self.spec`, which the workers re-plan): the same stages, keys and outputs.
+        """
+        if jobs < 1:
+            raise ConfigError(f"jobs: must be >= 1, got {jobs}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if jobs > 1:
+            from recsim.pipeline.jobs import execute_parallel
+
+            return execute_parallel(self, stages, jobs)
         contents: dict[str, str] = {}
         results = []
         n = len(stages)
         for i, stage in enumerate(stages, 1):
             key = stage_key(stage, contents)
-            target = self.path(stage.name)
-            content = completed_content(target, key)
+            content = completed_content(self.path(stage.name), key)
             if content is not None:
                 self.say(f"[stage {i} of {n}] {stage.name}: reused")
                 contents[stage.name] = content
                 results.append(StageResult(stage.name, True, 0.0, content))
                 continue
             self.say(f"[stage {i} of {n}] {stage.name}: running")
-            start = time.perf_counter()
-            (target / MARKER).unlink(missing_ok=True)
-            self._remove_leftovers(stage.name)
-            with atomic_dir(target, "stage") as tmp:
-                write_json(tmp / "config.json", stage.config)
-                stage.run(tmp, self)
-            content = content_hash(target)
-            write_json(target / MARKER, {"key": key, "content": content, "stage": stage.name,
-                                         "seconds": round(time.perf_counter() - start, 3)})
-            seconds = time.perf_counter() - start
+            content, seconds = self.run_stage(stage, key)
             self.say(f"[stage {i} of {n}] {stage.name}: done in {seconds:.1f} s")
             contents[stage.name] = content
             results.append(StageResult(stage.name, False, seconds, content))
@@ -441,10 +461,12 @@ def plan(spec: Spec) -> list[Stage]:
     return stages
 
 
-def run_spec(spec: Spec, run_dir: str | os.PathLike, stream: TextIO | None = None) -> list[StageResult]:
-    """Run every stage of `spec` into `run_dir` (reusing complete stages); write `spec.json`."""
+def run_spec(spec: Spec, run_dir: str | os.PathLike, stream: TextIO | None = None,
+             jobs: int = 1) -> list[StageResult]:
+    """Run every stage of `spec` into `run_dir` (reusing complete stages) with `jobs` processes
+    (`Runner.execute`); write `spec.json`."""
     run_dir = Path(run_dir)
     stages = plan(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "spec.json", spec.to_dict())
-    return Runner(spec, run_dir, stream).execute(stages)
+    return Runner(spec, run_dir, stream).execute(stages, jobs)
