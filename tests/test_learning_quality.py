@@ -61,6 +61,8 @@ def results(tmp_path_factory):
         fb = evaluator_for(config, world).in_mode("FB").evaluate(run.policy, config.seed)
         rows[name] = {**run.metrics, "R_tra_epochs_mean": float(np.mean(evaluated)) if evaluated
                       else run.metrics["R_tra"], "FB_R_tra": fb["R_tra"]}
+    print({name: {k: round(float(row[k]), 3) for k in ("R_tra", "R_tra_epochs_mean", "length", "MCD", "FB_R_tra")}
+           for name, row in rows.items()})  # the figures behind the assertions (pytest -s)
     return rows
 
 
@@ -73,8 +75,6 @@ def test_model_based_is_above_greedy_and_random_with_long_episodes(results, name
     assert row["length"] >= 10, (name, row["length"])
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet (issue 13): with the PPO default DORL 8.32 < MOPO 12.40 "
-                                       "on this world (2026-12-01); DORL exploits its entropy bonus")
 def test_dorl_is_above_mopo_in_return_and_below_it_in_mcd(results):
     assert results["dorl"]["R_tra"] > results["mopo"]["R_tra"]
     assert results["dorl"]["MCD"] < results["mopo"]["MCD"]
