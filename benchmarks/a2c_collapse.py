@@ -9,7 +9,7 @@ every epoch:
 
 - `default`: `AgentConfig`'s defaults (recsim's learner); `default_*` are the defaults with the
   named change (`raw_returns`: no return scaling, `gamma_0.99`, `window_4`, `users`: the user
-  model's user embedding in the state);
+  model's user embedding in the state, `lr_decay`: the learning rate decays linearly to 0);
 - `published`: the "published" learner preset (A2C, lr 1e-3, GAE lambda 1, one pass), minibatch
   64 (the CPU budget's), the average tracker over the last 3 steps; every other variant is the
   published preset with the named changes: `ent_*` (policy-entropy bonus), `users_1000*` (1,000
@@ -67,6 +67,7 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_gamma_0.99": ({"gamma": 0.99}, {}),
         "default_window_4": ({"tracker": {"window": 4}}, {}),
         "default_users": ({"tracker": {"users": True}}, {}),
+        "default_lr_decay": ({"lr_decay": True}, {}),
         "published": ({}, {}),
         "ent_0.01": ({"ent_coef": 0.01}, {}),
         "ent_0.1": ({"ent_coef": 0.1}, {}),

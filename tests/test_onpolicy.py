@@ -205,6 +205,45 @@ def test_same_seed_same_weights_and_history_resume_equals_uninterrupted(table, q
     assert any((tmp_path / "a" / "tensorboard").iterdir())
 
 
+def test_a_decaying_learning_rate_resumes_as_an_uninterrupted_run(table, quit_rule, tmp_path, monkeypatch):
+    from recsim.policy import model_based
+    from recsim.policy.model_based import LinearDecay
+
+    decay = _config(agent=AgentConfig(lr_decay=True))
+    first = train_model_based(decay, table, quit_rule, tmp_path / "a")
+    constant = train_model_based(_config(), table, quit_rule, tmp_path / "b")
+    assert any(not torch.equal(v, _weights(constant)[k]) for k, v in _weights(first).items())
+    calls, real_epoch = [], model_based.train_epoch
+
+    def interrupted(*args, **kwargs):  # the run is killed in its second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(model_based, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_model_based(decay, table, quit_rule, tmp_path / "c")
+    monkeypatch.undo()
+    resumed = train_model_based(decay, table, quit_rule, tmp_path / "c", resume=True)
+    assert resumed.history == first.history
+    for key, value in _weights(first).items():
+        assert torch.equal(value, _weights(resumed)[key]), key
+    schedule = LinearDecay(200)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler = schedule.create_scheduler(optimizer)
+    schedule.env_step = 150
+    optimizer.step()  # no gradient: a no-op, in the order torch expects
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.025)
+    schedule.env_step = 400
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    with pytest.raises(ConfigError, match="lr_decay"):
+        _config(agent=AgentConfig(lr_decay=True), collector="tianshou")
+
+
 def test_the_tianshou_path_stays_selectable(table, quit_rule, tmp_path):
     legacy = train_model_based(_config(collector="tianshou"), table, quit_rule, tmp_path / "tianshou")
     assert np.isfinite(legacy.history[-1]["train_return"]) and legacy.history[-1]["env_step"] >= 800

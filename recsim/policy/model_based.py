@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from tianshou.algorithm import A2C, PPO
 from tianshou.algorithm.modelfree.reinforce import ProbabilisticActorPolicy
-from tianshou.algorithm.optim import OptimizerFactory
+from tianshou.algorithm.optim import LRSchedulerFactory, OptimizerFactory
 from tianshou.data import Collector, CollectStats, VectorReplayBuffer
 from tianshou.trainer import OnPolicyTrainerParams
 from tianshou.utils.net.common import ModuleWithVectorOutput
@@ -134,6 +134,8 @@ class AgentConfig:
         eps_clip: PPO clip range.
         return_scaling: divide the critic's returns by their running std (tianshou's
             `return_scaling`; published: no; recsim's default: yes, see above).
+        lr_decay: decay the learning rate linearly from `lr` to 0 over the run's budget
+            (`LinearDecay`; recsim's option, off by default; the batched collector only).
         deterministic_eval: evaluate with the most probable item instead of a sample.
         tracker: the state tracker.
     """
@@ -149,6 +151,7 @@ class AgentConfig:
     repeat: int = 1
     eps_clip: float = 0.2
     return_scaling: bool = True
+    lr_decay: bool = False
     deterministic_eval: bool = False
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
@@ -218,6 +221,8 @@ class ModelBasedConfig:
         torch_device(self.device)
         if self.collector not in COLLECTORS:
             raise ConfigError(f"ModelBasedConfig.collector: {self.collector!r} is not one of {COLLECTORS}")
+        if self.agent.lr_decay and self.collector != "batched":
+            raise ConfigError("AgentConfig.lr_decay: needs the batched collector (collector: batched)")
 
 
 def simulator_scale(reward: PenalisedReward) -> FeedbackScale:
@@ -250,9 +255,32 @@ class FusedAdamFactory(OptimizerFactory):
         return torch.optim.Adam(params, lr=self.lr, fused=True)
 
 
+class LinearDecay(LRSchedulerFactory):
+    """Learning rate `lr * max(0, 1 - env_step / total_steps)`, the run's environment steps so far.
+
+    The training loop sets `env_step` after each collection (`recsim.policy.onpolicy.train_epoch`)
+    and tianshou steps the scheduler after each update, so the next update runs at the rate of
+    the steps collected. It reads only the run's step counter: a resumed run (whose optimizer
+    state holds the current rate) decays as an uninterrupted one.
+    """
+
+    def __init__(self, total_steps: int) -> None:
+        if total_steps < 1:
+            raise ConfigError(f"LinearDecay.total_steps: must be >= 1, got {total_steps}")
+        self.total_steps = int(total_steps)
+        self.env_step = 0
+
+    def fraction_left(self) -> float:
+        return max(0.0, 1.0 - self.env_step / self.total_steps)
+
+    def create_scheduler(self, optim: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        return torch.optim.lr_scheduler.LambdaLR(optim, lambda _: self.fraction_left())
+
+
 def build_agent(agent: AgentConfig, n_items: int, tracker: ModuleWithVectorOutput, action_space: Any,
-                observation_space: Any) -> A2C:
-    """The tianshou algorithm (A2C or PPO) with a masked softmax actor and a value critic."""
+                observation_space: Any, lr_schedule: LinearDecay | None = None) -> A2C:
+    """The tianshou algorithm (A2C or PPO) with a masked softmax actor and a value critic
+    (`lr_schedule`: the learning-rate decay of a training run; None: a constant rate)."""
     state_net = StateNet(tracker, agent.hidden_sizes)
     actor = MaskedItemHead(state_net, n_items)
     critic = ValueHead(state_net)
@@ -260,8 +288,11 @@ def build_agent(agent: AgentConfig, n_items: int, tracker: ModuleWithVectorOutpu
                                       action_space=action_space,
                                       observation_space=observation_space, action_scaling=False,
                                       action_bound_method=None, deterministic_eval=agent.deterministic_eval)
+    optim = FusedAdamFactory(agent.lr)
+    if lr_schedule is not None:
+        optim.with_lr_scheduler_factory(lr_schedule)
     common: dict[str, Any] = dict(
-        policy=policy, critic=critic, optim=FusedAdamFactory(agent.lr), vf_coef=agent.vf_coef,
+        policy=policy, critic=critic, optim=optim, vf_coef=agent.vf_coef,
         ent_coef=agent.ent_coef, max_grad_norm=agent.max_grad_norm, gae_lambda=agent.gae_lambda,
         gamma=agent.gamma, max_batchsize=4096, return_scaling=agent.return_scaling)
     if agent.algorithm == "ppo":
@@ -312,11 +343,12 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
     env = BatchedRecEnv(table, quit_rule, config.env, reward=reward, num_envs=budget.num_envs,
                         seed=env_seed, breakdown=False)
     n_items = table.shape[1]
+    lr_schedule = LinearDecay(budget.epochs * budget.epoch_num_steps) if config.agent.lr_decay else None
     with seeded_scope(torch_seed):
         tracker = build_tracker(config.agent.tracker, n_items, item_embeddings, config.env.history_window,
                                 torch_seed, user_embeddings)
         algorithm = build_agent(config.agent, n_items, tracker, env.single_action_space,
-                                env.single_observation_space).to(device)
+                                env.single_observation_space, lr_schedule).to(device)
     write_json(out / "config.json", {"model_based": config, "table": {"kind": table.kind, "shape": list(table.shape)},
                                      **(extra_config or {})})
 
@@ -327,7 +359,7 @@ def _train_model_based(config: ModelBasedConfig, table: RewardTable, quit_rule: 
                                       table_scale(evaluator.table) if evaluator is not None else table_scale(table),
                                       mask_history=config.env.parsed_mode.mask_recommended)
     if config.collector == "batched":
-        run_epoch = _batched_epochs(config, algorithm, env, scale, logger)
+        run_epoch = _batched_epochs(config, algorithm, env, scale, logger, lr_schedule)
     else:
         run_epoch = _tianshou_epochs(config, algorithm, env, scale, logger, resumed)
     return run_epochs(method=config.method, seed=config.seed, device=config.device, progress=config.progress,
@@ -341,7 +373,7 @@ EpochFn = Callable[[int, int], dict[str, Any]]
 
 
 def _batched_epochs(config: ModelBasedConfig, algorithm: Any, env: BatchedRecEnv, scale: FeedbackScale,
-                    logger: RunLogger) -> EpochFn:
+                    logger: RunLogger, lr_schedule: LinearDecay | None) -> EpochFn:
     """`run_epoch` of the batched path (`recsim.policy.onpolicy`)."""
     budget = config.budget
     collector = BatchedCollector(algorithm.policy, env, scale)
@@ -356,7 +388,7 @@ def _batched_epochs(config: ModelBasedConfig, algorithm: Any, env: BatchedRecEnv
             totals = train_epoch(algorithm, collector, epoch_num_steps=budget.epoch_num_steps,
                                  episodes_per_collect=budget.episodes_per_collect, batch_size=budget.batch_size,
                                  repeat=config.agent.repeat, logger=logger, env_step=env_step,
-                                 gradient_step=gradient_step, progress=bar)
+                                 gradient_step=gradient_step, progress=bar, lr_schedule=lr_schedule)
         logger.save_data(epoch, totals.env_step, totals.gradient_step)
         return {"epoch": epoch, "env_step": totals.env_step, "train_return": totals.train_return}
 

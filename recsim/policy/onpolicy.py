@@ -221,14 +221,16 @@ class EpochTotals:
 
 def train_epoch(algorithm: Any, collector: BatchedCollector, *, epoch_num_steps: int, episodes_per_collect: int,
                 batch_size: int | None, repeat: int, logger: Any, env_step: int, gradient_step: int,
-                progress: Any = None) -> EpochTotals:
+                progress: Any = None, lr_schedule: Any = None) -> EpochTotals:
     """Collect-and-update until the epoch holds `epoch_num_steps` environment steps.
 
     The loop of tianshou's `OnPolicyTrainer` (collect `episodes_per_collect` episodes, one
     `algorithm.update` over all of them in minibatches of `batch_size`, `repeat` passes, then
     drop the data), with the collection done by `collector`. `logger` receives tianshou's
     training and update records (`log_training_data`, `log_update_data`); `progress` (a tqdm
-    bar or None) advances by the steps collected.
+    bar or None) advances by the steps collected; `lr_schedule` (a
+    `recsim.policy.model_based.LinearDecay` or None) learns the run's step count after each
+    collection.
     """
     steps = 0
     returns, losses = [], []
@@ -236,6 +238,8 @@ def train_epoch(algorithm: Any, collector: BatchedCollector, *, epoch_num_steps:
         rollout = collector.collect(episodes_per_collect)
         steps += rollout.n_steps
         env_step += rollout.n_steps
+        if lr_schedule is not None:
+            lr_schedule.env_step = env_step
         returns.append(rollout.returns)
         logger.log_training_data(rollout.log_data(), env_step)
         with policy_within_training_step(algorithm.policy):
