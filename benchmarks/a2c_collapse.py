@@ -35,6 +35,8 @@ gt_oracle 24.0 +- 3.0 against 27.5 +- 4.7 (after 120,000 steps 27.5 +- 4.1 again
 Seed 0 with scaling: gamma 0.99 21.3, window 4 27.8, users 22.8 after 120,000 steps (26.2
 without). Coat (`--world coat --epochs 4 --epoch-steps 25000`, seeds 0-2): 8.64 +- 0.21 against
 8.16 +- 1.49 raw.
+Long runs (`--epochs 10 --epoch-steps 200000 --seeds 1`, final R_tra): gt_oracle 18.9 at a
+constant rate (33.6 after 400,000 steps), 34.9 with `default_lr_decay`; MBPO 29.3 and 27.2.
 
 Per run: the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs
 (the published aggregation); `static` gives greedy, quit_aware and random on the same users.
