@@ -142,7 +142,7 @@ def _user_embedding_shape(value: Any, path: Path) -> tuple[int, int] | None:
     """The saved (n_user_ids, d_u) of the tracker's user embeddings, or None."""
     if value is None:
         return None
-    if (not isinstance(value, list) or len(value) != 2 or not all(isinstance(n, int) and n > 0 for n in value)):
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(n, int) and n > 0 for n in value):
         raise DataError(str(path), "user_embedding_shape", f"expected [n_users, dim] positive integers, got {value!r}")
     return int(value[0]), int(value[1])
 
