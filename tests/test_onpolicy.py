@@ -109,6 +109,7 @@ def _hand_round() -> _Round:
     turn = np.array([[0, 0], [1, 1], [2, 2], [0, 3]])
     feedback = (history >= 0) * 0.5
     return _Round(user=np.array([0, 1]), history=history, feedback=feedback.astype(np.float32), turn=turn, act=act,
+                  logp=np.where(act >= 0, -0.1 * (act + 1), 0.0).astype(np.float32),
                   rew=np.array([[1.0, 2.0], [3.0, 4.0], [0.0, 5.0]], dtype=np.float32),
                   terminated=np.array([[False, False], [True, False], [False, False]]),
                   truncated=np.array([[False, False], [False, False], [False, True]]))
@@ -121,6 +122,7 @@ def test_returns_and_advantages_equal_tianshous_on_its_own_buffer_hand_case(tabl
     batch, returns, lengths = flatten_round(_hand_round(), masked=True)
     assert lengths.tolist() == [2, 3] and returns.tolist() == [4.0, 11.0]
     assert batch.act.tolist() == [4, 2, 1, 0, 3] and batch.done.tolist() == [False, True, False, False, True]
+    np.testing.assert_allclose(batch.policy.logp_old, -0.1 * (batch.act + 1), rtol=1e-6)  # each step's own
     ours = ReplayBuffer.from_data(batch.obs, batch.act, batch.rew, batch.terminated, batch.truncated, batch.done,
                                   batch.obs_next)
     # the same transitions added step by step as tianshou's Collector does (one sub-buffer per env)
@@ -175,6 +177,30 @@ def test_tianshous_update_with_the_item_distribution_equals_it_with_torchs_categ
         torch.testing.assert_close(value, theirs[name], rtol=1e-4 * scale, atol=1e-6 * scale,
                                    msg=lambda m, name=name: f"{name}: {m}")
     assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env, agent).policy.actor.last.weight)
+
+
+def test_ppo_reads_the_collected_log_probabilities_which_equal_tianshous_recomputed_ones(table, quit_rule):
+    """The collector's log pi(a | s) equal a fresh pass over the buffer; PPO's update from them
+    equals tianshou's own PPO update (which recomputes them) from a buffer without them."""
+    env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=8, seed=3, breakdown=False)
+    ours, reference = _algorithm(env), _algorithm(env)
+    torch.manual_seed(1)
+    rollout = BatchedCollector(ours.policy, env, FeedbackScale(0.0, 4.0)).collect(20)
+    data = rollout.buffer[:]
+    with torch.no_grad():
+        fresh = ours.policy(data).dist.log_prob(torch.as_tensor(data.act))
+    np.testing.assert_allclose(data.policy.logp_old, fresh.numpy(), rtol=1e-5, atol=1e-5)
+    without = ReplayBuffer.from_data(data.obs, data.act, data.rew, data.terminated, data.truncated, data.done,
+                                     data.obs_next)
+    assert "logp_old" not in without[:].policy.get_keys()
+    for algorithm, buffer in ((ours, rollout.buffer), (reference, without)):
+        np.random.seed(0)  # tianshou's minibatch shuffle
+        with policy_within_training_step(algorithm.policy):
+            algorithm.update(buffer, batch_size=16, repeat=2)
+    theirs = dict(reference.named_parameters())
+    for name, value in ours.named_parameters():
+        torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env).policy.actor.last.weight)
 
 
 def _config(**overrides) -> ModelBasedConfig:

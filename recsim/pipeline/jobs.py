@@ -34,16 +34,15 @@ _WORKER: dict[str, object] = {}
 def _start_worker(spec: Spec, run_dir: str, threads: int) -> None:
     import threading
 
+    import torch
     from tqdm import tqdm
-
-    from recsim.pipeline.sweep import _limit_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the workers
     _die_with_parent()
     # tqdm's default lock is a multiprocessing semaphore, which a terminated worker leaks (a
     # warning at exit); the workers' bars are disabled, a thread lock serves.
     tqdm.set_lock(threading.RLock())
-    _limit_threads(threads)
+    torch.set_num_threads(threads)
     _WORKER["runner"] = Runner(spec, run_dir)
     _WORKER["stages"] = {stage.name: stage for stage in plan(spec)}
 

@@ -94,6 +94,7 @@ class _Round:
     feedback: np.ndarray   # float32 (T + 1, k, W), scaled
     turn: np.ndarray       # int64 (T + 1, k)
     act: np.ndarray        # int64 (T, k), -1 after the episode's end
+    logp: np.ndarray       # float32 (T, k), log pi(act | obs) of the collecting policy
     rew: np.ndarray        # float32 (T, k)
     terminated: np.ndarray  # bool (T, k)
     truncated: np.ndarray  # bool (T, k)
@@ -129,9 +130,11 @@ class BatchedCollector:
                 left -= k
         return self._rollout(rounds)
 
-    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def _act(self, obs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(int64 (B,) sampled items, float32 (B,) their log-probabilities)."""
         result = self.policy(Batch(obs=Batch(obs), info=Batch()))
-        return result.act.cpu().numpy() if isinstance(result.act, torch.Tensor) else np.asarray(result.act)
+        act = torch.as_tensor(result.act)
+        return act.cpu().numpy(), result.dist.log_prob(act).float().cpu().numpy()
 
     def _round(self, k: int) -> _Round:
         env = self.env
@@ -141,6 +144,7 @@ class BatchedCollector:
         data = _Round(user=obs["user"], history=np.full((limit + 1, k, window), -1, dtype=np.int64),
                       feedback=np.zeros((limit + 1, k, window), dtype=np.float32),
                       turn=np.zeros((limit + 1, k), dtype=np.int64), act=np.full((limit, k), -1, dtype=np.int64),
+                      logp=np.zeros((limit, k), dtype=np.float32),
                       rew=np.zeros((limit, k), dtype=np.float32), terminated=np.zeros((limit, k), dtype=bool),
                       truncated=np.zeros((limit, k), dtype=bool))
         self._store(data, 0, ids, obs)
@@ -152,9 +156,10 @@ class BatchedCollector:
                         "feedback": data.feedback[t, active], "turn": data.turn[t, active]}
             if self.masked:
                 step_obs["masked_items"] = data.act[:t, active].T
-            action = self._act(step_obs)
+            action, logp = self._act(step_obs)
             obs, rew, terminated, truncated, _ = env.step(action, active)
             data.act[t, active] = action
+            data.logp[t, active] = logp
             data.rew[t, active] = rew
             data.terminated[t, active] = terminated
             data.truncated[t, active] = truncated
@@ -172,8 +177,9 @@ class BatchedCollector:
         batch = Batch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         returns = np.concatenate([p[1] for p in parts])
         lengths = np.concatenate([p[2] for p in parts])
-        buffer = ReplayBuffer.from_data(batch.obs, batch.act, batch.rew, batch.terminated, batch.truncated,
-                                        batch.done, batch.obs_next)
+        buffer = ReplayBuffer(len(batch))
+        buffer.set_batch(batch)
+        buffer._size = len(batch)  # as `ReplayBuffer.from_data` sets it: the buffer holds exactly `batch`
         return Rollout(buffer, returns, lengths)
 
 
@@ -198,7 +204,7 @@ def flatten_round(data: _Round, masked: bool) -> tuple[Batch, np.ndarray, np.nda
     truncated = data.truncated[step, episode]
     batch = Batch(obs=Batch(obs), act=data.act[step, episode], rew=data.rew[step, episode],
                   terminated=terminated, truncated=truncated, done=terminated | truncated,
-                  obs_next=Batch(obs_next))
+                  obs_next=Batch(obs_next), policy=Batch(logp_old=data.logp[step, episode]))
     returns = np.where(alive, data.rew, 0.0).sum(axis=0, dtype=np.float64)
     return batch, returns, alive.sum(axis=0).astype(np.int64)
 
