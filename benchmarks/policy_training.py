@@ -1,6 +1,6 @@
 """On-policy training throughput: the batched collection path against tianshou's `Collector` path.
 
-Environment steps per second end to end (collection and A2C update, tianshou's algorithm in
+Environment steps per second end to end (collection and PPO update, tianshou's algorithm in
 both) of `recsim.policy.model_based.train_model_based` with `collector="batched"`
 (`recsim.policy.onpolicy`) and with `collector="tianshou"` (`OnPolicyTrainer` over a `Collector`
 on `TianshouVectorEnv`), same network (average tracker, MLP 64-64, softmax over all items), same
@@ -154,7 +154,8 @@ def main() -> None:
         "setup": {"world": "synthetic kuairec", "users": int(table.shape[0]), "items": int(table.shape[1]),
                   "mode": "NX_0", "quit_rule": "category overlap, threshold 0, window 4", "max_turn": 30,
                   "reward": "MBPO (ground truth as the table)", "tracker": "average, window 3",
-                  "network": "MLP 64-64, softmax over all items", "algorithm": "tianshou A2C (ent_coef 0)",
+                  "network": "MLP 64-64, softmax over all items",
+                  "algorithm": "tianshou PPO (recsim's default learner, one pass)",
                   "torch_threads": args.threads, "device": args.device, "cpu_count": os.cpu_count(),
                   "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                   "python": platform.python_version()},

@@ -14,11 +14,12 @@ Two collection paths feed tianshou 2's own A2C / PPO update (`ModelBasedConfig.c
 
 - `"batched"` (default): `recsim.policy.onpolicy.BatchedCollector` runs complete episodes of
   many simulated users at once in arrays and hands them to `algorithm.update` (tianshou's GAE,
-  losses and optimiser). The default: `benchmarks/policy_training.py` (KuaiRec scale, NX_0,
-  minibatch 1,024, best of 2 on 2 cores shared with a load of 3-4) measured 6,818
-  environment steps/s end to end against 2,938 for the `Collector` path with 1,000 users and
-  episodes per update, 5,563 against 2,880 with the published 100; the update, the same
-  tianshou code on both paths, takes most of the time left (`recsim.policy.onpolicy`).
+  losses and optimiser; PPO reads the collector's log-probabilities, `CollectedLogpPPO`).
+  The default: `benchmarks/policy_training.py` (KuaiRec scale, NX_0, minibatch 1,024, best of
+  2 on 2 cores shared with a load of 3-4) measured 6,818 environment steps/s end to end against
+  2,938 for the `Collector` path with 1,000 users and episodes per update, 5,563 against 2,880
+  with the published 100 (before `CollectedLogpPPO`, which adds 10-30 %); the update, tianshou's
+  code on both paths, takes most of the time left (`recsim.policy.onpolicy`).
 - `"tianshou"`: tianshou's `OnPolicyTrainer.execute_epoch` over its `Collector` on
   `recsim.env.TianshouVectorEnv` (the previous path, kept selectable).
 
