@@ -85,11 +85,14 @@ def test_failing_stage_in_a_worker_fails_the_run_like_in_the_parent_and_a_rerun_
     err = capsys.readouterr().err
     assert [line for line in err.splitlines() if line.startswith("recsim: error:")] == errors
     assert stage_lines(err, "reused") == completed - {"policy-dorl-s0", "eval-dorl-s0", "report"}
-    # the cause removed, the run resumes and ends where an uninterrupted run ends
+    # the cause removed, the run resumes and ends where an uninterrupted run ends; the stages left
+    # depend on how far the workers got beside dorl and the parent before it (machine load)
+    done = {p.parent.name for p in out.glob(f"*/{MARKER}")}
     assert run(spec, out) == 0
     err = capsys.readouterr().err
-    assert stage_lines(err, "running") == {"policy-dorl-s0", "eval-dorl-s0"} | (
-        {"policy-greedy-knn-s0", "eval-greedy-knn-s0"} - completed)
+    left = {p.parent.name for p in sequential.glob(f"*/{MARKER}")} - done
+    # eval-dorl's copied marker is stale once its policy retrains
+    assert stage_lines(err, "running") == {"policy-dorl-s0", "eval-dorl-s0"} | left
     assert "report" in stage_lines(err, "reused")  # the evaluations' contents equal the copied run's
     assert (out / "report" / "results.csv").read_bytes() == (sequential / "report" / "results.csv").read_bytes()
 
