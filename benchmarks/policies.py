@@ -69,12 +69,12 @@ def _settings(setting: str, world: str) -> dict:
     if setting == "long":
         return dict(world={}, user_model=dict(members=5, epochs=5) if world == "synthetic" else COAT_USER_MODEL,
                     model_based=dict(epochs=10, epoch_num_steps=200_000, num_envs=100, episodes_per_collect=100,
-                                     batch_size=64, lr_decay=True),
+                                     batch_size=1024, lr_decay=True),
                     offline={})
     if setting == "quickstart":
         return dict(world={}, user_model=QUICKSTART_USER_MODEL if world == "synthetic" else COAT_USER_MODEL,
                     model_based=dict(epochs=4, epoch_num_steps=25_000, num_envs=100, episodes_per_collect=100,
-                                     batch_size=64),
+                                     batch_size=1024),
                     offline=dict(epochs=2, epoch_num_steps=100, batch_size=256))
     return dict(world={}, user_model=dict(members=5, epochs=5), model_based={}, offline={})
 

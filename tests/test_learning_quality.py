@@ -23,7 +23,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 MODEL_BASED = ("mbpo", "mopo", "dorl", "roler", "ours", "gt_oracle")
-BUDGET = {"epochs": 4, "epoch_num_steps": 25_000, "num_envs": 100, "episodes_per_collect": 100, "batch_size": 64}
+BUDGET = {"epochs": 4, "epoch_num_steps": 25_000, "num_envs": 100, "episodes_per_collect": 100, "batch_size": 1024}
 USER_MODEL = {"members": 2, "epochs": 1, "lr": 0.003, "batch_size": 4096, "negative_rounds": 1, "patience": 1}
 
 
