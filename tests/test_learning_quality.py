@@ -3,7 +3,7 @@
 The world is the quickstart's synthetic KuaiRec world with 400 users (all 3,327 items, the
 category quit rule N = 4, threshold 0), the quickstart's user model (2 DeepFM members, 1 epoch),
 ROLeR's kNN table and every model-based method on the quickstart's budget (4 x 25,000 simulator
-steps, minibatch 64) with the default learner, one seed. Each method is evaluated in the ground
+steps, minibatch 1,024) with the default learner, one seed. Each method is evaluated in the ground
 truth in NX_0 and FB (100 episodes, the same users for every method).
 
 Asserted (each can fail; nothing is hard-coded):
