@@ -20,7 +20,9 @@ every epoch:
   `gae_0.95`, `window_4` (the tracker over the quit rule's 4 steps), `lr_*`, `mb*`, `clip_0.5`.
 
 `--world coat` runs pipelines/coat.yaml's settings (completed truth, its user model, the distance
-rule N = 3 threshold 10, the attention tracker over 3 steps); `--method` picks the method.
+rule N = 3 threshold 10, the attention tracker over 3 steps); `--method` picks the method (ROLeR reads
+the kNN table, every other method the user model's; "ours" is not supported); `--world-seed` another synthetic
+world (to choose a setting on a world other than the reported seed 0).
 
 Measured (MBPO, synthetic, `--seeds 2 --epochs 2 --epoch-steps 10000`, final R_tra of seeds 0 / 1;
 random 3.8, greedy 6.5, quit_aware 54): published 4.0 / 4.0 (seed 0 of a 1-seed run), ppo1 4.3 /
@@ -78,16 +80,25 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_window_4": ({"tracker": {"window": 4}}, {}),
         "default_users": ({"tracker": {"users": True}}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),
+        "default_lr_3e-2_decay": ({"lr": 3e-2, "lr_decay": True}, {}),
         "default_ent_0.01": ({"ent_coef": 0.01}, {}),
         "default_ent_0.001": ({"ent_coef": 0.001}, {}),
         "default_lr_3e-2": ({"lr": 3e-2}, {}),
         "default_lr_3e-3": ({"lr": 3e-3}, {}),
         "default_hidden_256": ({"hidden_sizes": (256, 256)}, {}),
         "default_users_1000": ({}, many),
+        "default_users_25": ({}, {"num_envs": 25, "episodes_per_collect": 25}),
+        "default_users_50": ({}, {"num_envs": 50, "episodes_per_collect": 50}),
         "default_mb64": ({}, {"batch_size": 64}),
         "default_mb256": ({}, {"batch_size": 256}),
         "default_mb4096": ({}, {"batch_size": 4096}),
+        "default_repeat_2": ({"repeat": 2}, {}),
+        "default_repeat_4": ({"repeat": 4}, {}),
+        "default_gru_4": ({"tracker": {"kind": "gru", "window": 4}}, {}),
+        "default_attention_4": ({"tracker": {"kind": "attention", "window": 4}}, {}),
+        "default_gru_10": ({"tracker": {"kind": "gru", "window": 10}}, {}),
     }
+    recsim.update({name: ({}, {}) for name in PENALTIES})
     return {
         **{name: (agent, {**cpu, **budget}) for name, (agent, budget) in recsim.items()},
         "published": ({}, {}),
@@ -119,7 +130,11 @@ def variants() -> dict[str, tuple[dict, dict]]:
     }
 
 
-def _world(name: str, coat_dir: Path):
+PENALTIES = {f"default_lambda_E_{value}": {"lambda_E": value} for value in (0.05, 0.1, 0.3, 1.0, 2.0)}
+"""Variants that change the method's penalty weights (DORL's entropy weight), over the default learner."""
+
+
+def _world(name: str, coat_dir: Path, world_seed: int = 0):
     """(dataset, user-model settings, quit rule, tracker) of the study's world.
 
     synthetic: the quickstart's world, user model and quit rule (category, N = 4, threshold 0),
@@ -131,7 +146,7 @@ def _world(name: str, coat_dir: Path):
     if name == "synthetic":
         from recsim.data.synthetic import generate_world
 
-        return generate_world("kuairec", 0), USER_MODEL, QuitRuleConfig(), {}
+        return generate_world("kuairec", world_seed), USER_MODEL, QuitRuleConfig(), {}
     from recsim.data.completion import with_completed_truth
     from recsim.data.store import load_dataset
 
@@ -151,6 +166,18 @@ def _user_model(world, settings: dict, out: Path):
     return train_ensemble(world, build_dataclass_config(TrainConfig, {"seed": 0, **settings}), out, progress=False)
 
 
+def _method_table(method: str, world, table, workdir: Path):
+    """The simulator's reward table of `method`: the user model's, or ROLeR's kNN table (the
+    dataset's kNN defaults; the indicator of a non-KuaiRec dataset reads the user model's table)."""
+    from recsim.policy.methods import get_method
+    from recsim.reward.knn import build_knn_reward_table, default_config
+
+    if get_method(method).reward != "knn":
+        return table
+    table.save(workdir / "user_model_table")
+    return build_knn_reward_table(world, default_config(world.name), user_model_dir=workdir / "user_model_table")
+
+
 def build_dataclass_config(cls, settings: dict):
     from recsim.config import build_dataclass
 
@@ -164,8 +191,8 @@ def _run(name: str, agent_overrides: dict, budget_overrides: dict, seed: int, st
     learner = "default" if name.startswith("default") else "published"
     params = {**dataclasses.asdict(dataclasses.replace(study["budget"], **budget_overrides)), "learner": learner,
               **study["agent"], **agent_overrides}
-    config = method_config(study["method"], study["world"].name, params=params, evaluation=study["evaluation"],
-                           quit=study["quit"], seed=seed, progress=False)
+    config = method_config(study["method"], study["world"].name, params=params, penalty=PENALTIES.get(name),
+                           evaluation=study["evaluation"], quit=study["quit"], seed=seed, progress=False)
     result = train_method(config, study["inputs"], out / name / str(seed))
     evaluated = [h for h in result.history if "R_tra" in h]
     row = {"seed": seed, "seconds": round(result.wall_seconds, 1), "env_steps": result.history[-1]["env_step"]}
@@ -194,6 +221,7 @@ def main() -> None:
                         "coat", help="Coat's raw folder (--world coat)")
     parser.add_argument("--method", default="mbpo", help="a model-based method (mbpo, mopo, dorl, gt_oracle, ...)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--world-seed", type=int, default=0, help="the synthetic world's seed (0: the reported one)")
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--epoch-steps", type=int, default=10_000)
@@ -212,7 +240,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    world, user_model, quit_config, agent = _world(args.world, args.coat)
+    world, user_model, quit_config, agent = _world(args.world, args.coat, args.world_seed)
     evaluation = EvalConfig(episodes=args.episodes)
     base = Budget(epochs=args.epochs, epoch_num_steps=args.epoch_steps, num_envs=100, episodes_per_collect=100,
                   batch_size=64, eval_every=1)
@@ -225,7 +253,8 @@ def main() -> None:
         table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
         evaluator = OnlineEvaluator(world, evaluation, quit=quit_config)
         study = {"method": args.method, "world": world, "budget": base, "agent": agent, "evaluation": evaluation,
-                 "quit": quit_config, "inputs": MethodInputs(world, table, None, *ensemble.embeddings()[::-1])}
+                 "quit": quit_config, "inputs": MethodInputs(world, _method_table(args.method, world, table, workdir),
+                                                             None, *ensemble.embeddings()[::-1])}
         static = {}
         for policy in (GreedyRecommender(table), QuitAwareGreedyRecommender(table, evaluator.quit_rule),
                        RandomRecommender(0)):
@@ -236,9 +265,10 @@ def main() -> None:
             rows = [_run(name, agent_overrides, budget_overrides, seed, study, workdir / args.method)
                     for seed in range(args.first_seed, args.first_seed + args.seeds)]
             runs[name] = {"settings": {"agent": {k: str(v) for k, v in agent_overrides.items()},
-                                       "budget": budget_overrides}, "summary": _aggregate(rows), "per_seed": rows}
-    result = {"benchmark": "a2c_collapse", "world": {"name": args.world, "users": world.n_users,
-                                                     "items": world.n_items},
+                                       "budget": budget_overrides, "penalty": PENALTIES.get(name)},
+                          "summary": _aggregate(rows), "per_seed": rows}
+    result = {"benchmark": "a2c_collapse",
+              "world": {"name": args.world, "seed": args.world_seed, "users": world.n_users, "items": world.n_items},
               "method": args.method, "budget": dataclasses.asdict(base), "seeds": args.seeds, "user_model": user_model,
               "quit": dataclasses.asdict(quit_config), "agent": agent,
               "evaluation": {"mode": "NX_0", "episodes": args.episodes}, "static": static, "variants": runs,
