@@ -86,6 +86,8 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default": ({}, {}),
         "default_raw_returns": ({"return_scaling": False}, {}),
         "default_gamma_0.99": ({"gamma": 0.99}, {}),
+        "default_gamma_0.8": ({"gamma": 0.8}, {}),
+        "default_gamma_0.95": ({"gamma": 0.95}, {}),
         "default_window_4": ({"tracker": {"window": 4}}, {}),
         "default_users": ({"tracker": {"users": True}}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),
