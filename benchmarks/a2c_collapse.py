@@ -88,6 +88,7 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default": ({}, {}),
         "default_raw_returns": ({"return_scaling": False}, {}),
         "default_gamma_0.99": ({"gamma": 0.99}, {}),
+        "default_gamma_0.85": ({"gamma": 0.85}, {}),
         "default_gamma_0.8": ({"gamma": 0.8}, {}),
         "default_gamma_0.7": ({"gamma": 0.7}, {}),
         "default_gamma_0.6": ({"gamma": 0.6}, {}),
