@@ -168,11 +168,12 @@ class AgentConfig:
     (2.5x the time per step), 50 users 26.1 +- 1.5; the rate decaying to 0 over the 100,000 steps
     20.7 +- 0.7, from 3e-2 24.6 +- 0.9; in a prototype not kept, a critic with its own tracker and
     MLP (not shared with the actor) 26.4 +- 4.7. The discount (the published 0.9 kept): MBPO
-    gamma 0.95 24.2 +- 1.3, 0.85 27.2 +- 1.0 (seeds 0-4; gt_oracle 34.6 +- 1.8), 0.8 30.6 +- 2.0, 0.7 27.6 +- 4.4 (20-step episodes), 0.6 15.4 +- 6.4,
-    0.5 9.1 +- 1.2 (4-step episodes); gt_oracle 0.9 34.7 +- 0.9, 0.8 30.4 +- 11.3 (seed 0 ends at
-    17.5 with 9-step episodes), 0.7 19.7 +- 6.1. A shorter horizon makes a quit cheaper, so the
-    policy shows more items of the top category (4 in 30 steps at 0.8), and below 0.9 it falls
-    into greedy short episodes in some seeds.
+    gamma 0.95 24.2 +- 1.3, 0.85 27.2 +- 1.0 (seeds 0-4; gt_oracle 34.6 +- 1.8), 0.8 30.6 +- 2.0,
+    0.7 27.6 +- 4.4 (20-step episodes), 0.6 15.4 +- 6.4, 0.5 9.1 +- 1.2 (4-step episodes);
+    gt_oracle 0.9 34.7 +- 0.9, 0.8 30.4 +- 11.3 (seed 0 ends at 17.5 with 9-step episodes), 0.7
+    19.7 +- 6.1. A shorter horizon makes a quit cheaper, so the policy shows more items of the top
+    category (4 in 30 steps at 0.8), and below 0.85 it falls into greedy short episodes in some
+    seeds.
 
     Long budgets (`lr_decay`, same script, 10 x 200,000 steps, seed 0): at a constant lr 1e-2
     gt_oracle reached 33.6 after 400,000 steps and then fell, with its simulator return, to 18.9
