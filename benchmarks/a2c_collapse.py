@@ -96,10 +96,14 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_gamma_0.95": ({"gamma": 0.95}, {}),
         "default_window_4": ({"tracker": {"window": 4}}, {}),
         "default_users": ({"tracker": {"users": True}}, {}),
+        "default_no_turn": ({"turn": False}, {}),
+        "default_no_adv_norm": ({"advantage_normalization": False}, {}),
+        "default_no_adv_norm_no_turn": ({"advantage_normalization": False, "turn": False}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),
         "default_lr_3e-2_decay": ({"lr": 3e-2, "lr_decay": True}, {}),
         "default_ent_0.01": ({"ent_coef": 0.01}, {}),
         "default_ent_0.001": ({"ent_coef": 0.001}, {}),
+        "default_ent_0.003": ({"ent_coef": 0.003}, {}),
         "default_lr_3e-2": ({"lr": 3e-2}, {}),
         "default_lr_3e-3": ({"lr": 3e-3}, {}),
         "default_hidden_256": ({"hidden_sizes": (256, 256)}, {}),
@@ -113,6 +117,11 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_repeat_4": ({"repeat": 4}, {}),
         "default_gru_4": ({"tracker": {"kind": "gru", "window": 4}}, {}),
         "default_attention_4": ({"tracker": {"kind": "attention", "window": 4}}, {}),
+        "default_deterministic_eval": ({"deterministic_eval": True}, {}),
+        "default_lr_3e-3_repeat_4": ({"lr": 3e-3, "repeat": 4}, {}),
+        "default_lr_1e-3_repeat_4": ({"lr": 1e-3, "repeat": 4}, {}),
+        "default_lr_3e-3_repeat_4_users_400": ({"lr": 3e-3, "repeat": 4},
+                                               {"num_envs": 400, "episodes_per_collect": 400}),
     }
     recsim.update({name: ({}, {}) for name in PENALTIES})
     return {
@@ -195,6 +204,46 @@ def _method_table(method: str, world, table, workdir: Path):
     return build_knn_reward_table(world, default_config(world.name), user_model_dir=workdir / "user_model_table")
 
 
+def sequence_returns(sequences_CT: np.ndarray, reward_A: np.ndarray, quit_rule) -> np.ndarray:
+    """float64 (C,): return of each fixed item sequence for a user whose reward of item a is
+    `reward_A[a]`, under `quit_rule` (the quitting step earns its reward, as in the environment)."""
+    n, horizon = sequences_CT.shape
+    window = max(int(quit_rule.window), 1)
+    recent = np.full((n, window), -1, dtype=np.int64)
+    alive = np.ones(n, dtype=bool)
+    total = np.zeros(n)
+    for t in range(horizon):
+        action = sequences_CT[:, t]
+        total += np.where(alive, reward_A[action], 0.0)
+        alive &= ~quit_rule.should_quit(recent, action)
+        recent = np.concatenate([recent[:, 1:], action[:, None]], axis=1)
+    return total
+
+
+def swap_ascent(sequence: np.ndarray, reward_A: np.ndarray, quit_rule, rounds: int = 5) -> tuple[float, float]:
+    """(return of `sequence`, return after single-item swap ascent), for the mean user `reward_A`.
+
+    Ascent: position by position, replace the item by the one not yet in the sequence that
+    raises the return most; repeat until a round changes nothing. How far a local search
+    gets from the learned sequence, i.e. whether the learner stopped at a local optimum.
+    """
+    seq = np.asarray(sequence, dtype=np.int64).copy()
+    start = best = float(sequence_returns(seq[None], reward_A, quit_rule)[0])
+    items = np.arange(len(reward_A))
+    for _ in range(rounds):
+        changed = False
+        for t in range(len(seq)):
+            candidates = items[~np.isin(items, seq)]
+            trial = np.repeat(seq[None], len(candidates), axis=0)
+            trial[:, t] = candidates
+            values = sequence_returns(trial, reward_A, quit_rule)
+            if values.max() > best + 1e-9:
+                best, seq[t], changed = float(values.max()), candidates[values.argmax()], True
+        if not changed:
+            break
+    return start, best
+
+
 def build_dataclass_config(cls, settings: dict):
     from recsim.config import build_dataclass
 
@@ -217,8 +266,15 @@ def _run(name: str, agent_overrides: dict, budget_overrides: dict, seed: int, st
     row["epoch_mean_R_tra"] = round(float(np.mean([h["R_tra"] for h in evaluated])), 4)
     row["train_return_by_epoch"] = [round(float(h["train_return"]), 3) for h in result.history]
     row["R_tra_by_epoch"] = [round(float(h["R_tra"]), 3) for h in evaluated]
+    evaluator = study["evaluator"]
+    log = evaluator.rollout(result.policy)
+    first = log.items[0][log.items[0] >= 0]
+    learned, ascent = swap_ascent(first, evaluator.table.mean.mean(axis=0), evaluator.quit_rule)
+    row["mean_user_sequence"] = {"learned": round(learned, 3), "after_swap_ascent": round(ascent, 3),
+                                 "length": int(len(first))}
     print(f"{study['method']} {name} seed {seed}: R_tra {row['final_R_tra']:.2f} length {row['final_length']:.1f} "
-          f"coverage {row['final_coverage']:.3f} ({row['seconds']} s)", file=sys.stderr, flush=True)
+          f"coverage {row['final_coverage']:.3f} mean-user sequence {learned:.2f} -> {ascent:.2f} by swaps "
+          f"({row['seconds']} s)", file=sys.stderr, flush=True)
     return row
 
 
@@ -270,6 +326,7 @@ def main() -> None:
         table = ensemble.reward_table(world.truth_users, world.truth_items, "max_variance")
         evaluator = OnlineEvaluator(world, evaluation, quit=quit_config)
         study = {"method": args.method, "world": world, "budget": base, "agent": agent, "evaluation": evaluation,
+                 "evaluator": evaluator,
                  "quit": quit_config, "inputs": MethodInputs(world, _method_table(args.method, world, table, workdir),
                                                              None, *ensemble.embeddings()[::-1])}
         static = {}
@@ -277,6 +334,9 @@ def main() -> None:
                        RandomRecommender(0)):
             metrics = evaluator.evaluate(policy, 0)
             static[policy.name] = {k: round(float(metrics[k]), 4) for k in METRICS}
+        log = evaluator.rollout(QuitAwareGreedyRecommender(table, evaluator.quit_rule))
+        static["quit_aware"]["mean_user_sequence"] = round(float(sequence_returns(
+            log.items[:1], evaluator.table.mean.mean(axis=0), evaluator.quit_rule)[0]), 3)
         runs = {}
         for name, (agent_overrides, budget_overrides) in chosen.items():
             rows = [_run(name, agent_overrides, budget_overrides, seed, study, workdir / args.method)

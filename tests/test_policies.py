@@ -88,6 +88,22 @@ def test_masked_head_blocks_masked_items_in_both_mask_layouts():
     assert (out.argmax(dim=1).numpy() == np.where(mask, out.detach().numpy(), -np.inf).argmax(axis=1)).all()
 
 
+def test_state_net_appends_the_step_count_only_when_asked():
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    tracker = make_tracker(TrackerConfig(), 12)
+    obs, _ = _observations(4, 12, rng)
+    later = {**obs, "turn": np.full(4, 20)}
+    plain, with_turn = StateNet(tracker, ()), StateNet(tracker, (), turn=True)
+    assert with_turn.get_output_dim() == plain.get_output_dim() + 1
+    features, _ = with_turn(obs)
+    torch.testing.assert_close(features[:, :-1], plain(obs)[0])
+    torch.testing.assert_close(features[:, -1], torch.full((4,), 3 / 30))
+    assert torch.equal(plain(later)[0], plain(obs)[0])  # the published state does not see the step count
+    mlp = StateNet(tracker, (8,), turn=True)
+    assert not torch.equal(mlp(later)[0], mlp(obs)[0])
+
+
 def test_item_categorical_samples_the_softmax():
     torch.manual_seed(0)
     logits = torch.tensor([[0.0, 1.0, 2.0, MASKED_VALUE]]).expand(40_000, 4)

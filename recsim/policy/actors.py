@@ -30,6 +30,8 @@ from recsim.policy.trackers import TrackerConfig, make_tracker
 
 MASKED_VALUE = -1e9
 """Output of a masked item: far below any logit or Q-value, finite (no NaN in softmax or losses)."""
+TURN_SCALE = 30.0
+"""Divides the step count fed to the state (`StateNet`): the published episode limit, a scale only."""
 SAMPLE_BLOCK = 64
 """Items per block of `sample_rows`."""
 
@@ -229,16 +231,27 @@ class StateNet(ModuleWithVectorOutput):
         tracker: a tianshou preprocess net over the observation (`recsim.policy.trackers`),
             `forward(obs, state) -> (state_BD, hidden)`.
         hidden_sizes: the shared MLP (published: (64, 64)); empty = the tracker's state itself.
+        turn: append the episode's step count, the observation's `turn` / `TURN_SCALE`, to the
+            tracker's state (recsim's option; published: no). An episode is truncated after a
+            fixed number of steps, so the value of a state depends on the steps left, which the
+            published state (the last items and their feedback) does not show (Pardo et al.,
+            "Time Limits in Reinforcement Learning", ICML 2018).
     """
 
-    def __init__(self, tracker: ModuleWithVectorOutput, hidden_sizes: Sequence[int] = (64, 64)) -> None:
+    def __init__(self, tracker: ModuleWithVectorOutput, hidden_sizes: Sequence[int] = (64, 64),
+                 turn: bool = False) -> None:
         sizes = tuple(int(h) for h in hidden_sizes)
-        super().__init__(sizes[-1] if sizes else tracker.get_output_dim())
+        width = tracker.get_output_dim() + int(turn)
+        super().__init__(sizes[-1] if sizes else width)
         self.tracker = tracker
-        self.mlp = MLP(input_dim=tracker.get_output_dim(), hidden_sizes=sizes) if sizes else None
+        self.turn = bool(turn)
+        self.mlp = MLP(input_dim=width, hidden_sizes=sizes) if sizes else None
 
     def forward(self, obs: Any, state: Any = None, info: Any = None) -> tuple[torch.Tensor, Any]:
         state_BD, hidden = self.tracker(obs, state)
+        if self.turn:
+            turn = torch.as_tensor(np.asarray(_field(obs, "turn")), device=state_BD.device)
+            state_BD = torch.cat([state_BD, turn.reshape(-1, 1).float() / TURN_SCALE], dim=1)
         if self.mlp is not None:
             state_BD = self.mlp(state_BD)
         return state_BD, hidden
