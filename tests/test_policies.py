@@ -13,7 +13,7 @@ from recsim.data.synthetic import generate_world
 from recsim.env import CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
 from recsim.evaluation.online import EvalConfig, OnlineEvaluator
-from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, categorical_from_logits
+from recsim.policy.actors import MASKED_VALUE, MaskedItemHead, StateNet, TiedItemHead, categorical_from_logits
 from recsim.policy.base import observation_batch
 from recsim.policy.methods import METHODS, budget, describe
 from recsim.policy.offline import log_transitions
@@ -102,6 +102,31 @@ def test_state_net_appends_the_step_count_only_when_asked():
     assert torch.equal(plain(later)[0], plain(obs)[0])  # the published state does not see the step count
     mlp = StateNet(tracker, (8,), turn=True)
     assert not torch.equal(mlp(later)[0], mlp(obs)[0])
+
+
+def test_tied_head_scores_items_by_the_trackers_own_embeddings():
+    rng = np.random.default_rng(0)
+    n_items = 12
+    torch.manual_seed(0)
+    state_net = StateNet(make_tracker(TrackerConfig(embedding_dim=5), n_items), (8,))
+    head = TiedItemHead(state_net, n_items)
+    with torch.no_grad():
+        head.bias.copy_(torch.arange(n_items, dtype=torch.float32))
+    obs, mask = _observations(4, n_items, rng)
+    logits, _ = head(observation_batch(obs, mask).obs)
+    features, _ = state_net(obs)
+    table = state_net.tracker.item_embedding.weight[:n_items]
+    expected = head.project(features) @ table.T + torch.arange(n_items)
+    allowed = torch.as_tensor(mask)
+    torch.testing.assert_close(logits[allowed], expected[allowed])
+    assert (logits[~allowed] == MASKED_VALUE).all()
+    # no (H x n_items) layer of its own: a (d x H) projection and a bias per item
+    own = {name: p.numel() for name, p in head.named_parameters() if not name.startswith("preprocess.")}
+    assert own == {"project.weight": 5 * 8, "project.bias": 5, "bias": n_items}
+    # the actor's loss trains the tracker's item table (every allowed item's row, seen or not)
+    categorical_from_logits(logits).log_prob(torch.zeros(4, dtype=torch.long)).sum().backward()
+    grad = state_net.tracker.item_embedding.weight.grad
+    assert grad is not None and bool(grad[:n_items].abs().sum(dim=1).gt(0).all())
 
 
 def test_item_categorical_samples_the_softmax():

@@ -284,15 +284,55 @@ class MaskedItemHead(AbstractDiscreteActor):
     def get_preprocess_net(self) -> ModuleWithVectorOutput:
         return self.preprocess
 
+    def outputs(self, features_BH: torch.Tensor) -> torch.Tensor:
+        """Unmasked per-item outputs (B, n_items[, n_values]) of the features (B, H)."""
+        out = self.last(features_BH)
+        return out.view(-1, self.n_items, self.n_values) if self.n_values > 1 else out
+
     def forward(self, obs: Any, state: Any = None, info: Any = None) -> tuple[torch.Tensor, Any]:
         features_BH, hidden = self.preprocess(obs, state)
-        out = self.last(features_BH)
-        if self.n_values > 1:
-            out = out.view(-1, self.n_items, self.n_values)
+        out = self.outputs(features_BH)
         masked = _field(obs, "masked_items")
         if self.relative_margin is None and masked is not None and _field(obs, "mask") is None:
             return mask_listed_items_(out, masked), hidden
         return apply_mask(out, observation_mask(obs, self.n_items, out.device), self.relative_margin), hidden
+
+
+class TiedItemHead(MaskedItemHead):
+    """Item logits from the tracker's own item embeddings: z_j = (P f) . e_j + b_j, masked.
+
+    f (B, H) are the `StateNet`'s features, P a learned (d, H) projection, e_j (d,) item j's
+    embedding in the state tracker (the same trainable table the tracker reads, initialised
+    from the user model's) and b_j a per-item bias: weight tying between the input and output
+    item representations (Press & Wolf, EACL 2017; Inan et al., ICLR 2017, for language
+    models). An item's logit moves with every item whose embedding is close to its own, not
+    only when it is sampled; the output layer costs d instead of H multiply-adds per item.
+    recsim's option (`AgentConfig.tied_embeddings`); the published actor is `MaskedItemHead`.
+
+    Args:
+        preprocess_net: the shared `StateNet`, whose tracker has an `item_embedding` table.
+        n_items: the number of actions (reward-table columns).
+    """
+
+    def __init__(self, preprocess_net: StateNet, n_items: int) -> None:
+        AbstractDiscreteActor.__init__(self, int(n_items))
+        self.preprocess = preprocess_net
+        self.n_items = int(n_items)
+        self.n_values = 1
+        self.relative_margin = None
+        self.project = nn.Linear(preprocess_net.get_output_dim(), self._items().embedding_dim)
+        self.bias = nn.Parameter(torch.zeros(self.n_items))
+
+    def _items(self) -> nn.Embedding:
+        embedding = getattr(self.preprocess, "tracker", None)
+        embedding = getattr(embedding, "item_embedding", None)
+        if not isinstance(embedding, nn.Embedding):
+            raise ConfigError("TiedItemHead: the state net's tracker has no item embedding table")
+        return embedding
+
+    def outputs(self, features_BH: torch.Tensor) -> torch.Tensor:
+        items_AD = self._items().weight[:self.n_items]
+        return torch.addmm(self.bias, self.project(features_BH), items_AD.T)
 
 
 def mask_listed_items_(out: torch.Tensor, masked_items: Any) -> torch.Tensor:

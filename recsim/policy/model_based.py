@@ -65,7 +65,7 @@ from recsim.env import BatchedRecEnv, EnvConfig, QuitRule
 from recsim.errors import ConfigError
 from recsim.evaluation.online import OnlineEvaluator
 from recsim.io import write_json
-from recsim.policy.actors import MaskedItemHead, StateNet, ValueHead, build_tracker, item_distribution
+from recsim.policy.actors import MaskedItemHead, StateNet, TiedItemHead, ValueHead, build_tracker, item_distribution
 from recsim.policy.base import TianshouRecommender
 from recsim.policy.checkpoint import RunLogger, open_logger
 from recsim.policy.epochs import TrainResult, resume_state, run_epochs
@@ -216,6 +216,9 @@ class AgentConfig:
         advantage_normalization: PPO's per-minibatch advantage normalisation (tianshou's; on).
         turn: append the episode's step count to the tracker's state (`StateNet`; published:
             no; recsim's default: yes, see above).
+        tied_embeddings: the actor's item logits from the tracker's item embeddings
+            (`TiedItemHead`; published: a linear layer over all items, `MaskedItemHead`;
+            recsim's default: yes, see above).
         tracker: the state tracker.
     """
 
@@ -234,6 +237,7 @@ class AgentConfig:
     deterministic_eval: bool = False
     advantage_normalization: bool = True
     turn: bool = True
+    tied_embeddings: bool = True
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
@@ -255,11 +259,12 @@ class AgentConfig:
 AGENT_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "published": {"algorithm": "a2c", "lr": 1e-3, "gae_lambda": 1.0, "ent_coef": 0.0, "max_grad_norm": None,
-                  "repeat": 1, "return_scaling": False, "turn": False},
+                  "repeat": 1, "return_scaling": False, "turn": False, "tied_embeddings": False},
 }
 """Named `AgentConfig`s as overrides of its defaults: "default" (recsim's learner) and "published"
 (the DORL / ROLeR A2C: lr 1e-3, GAE lambda 1, no entropy term, no clipping, one pass, raw returns,
-no step count in the state; A2C has no advantage normalisation)."""
+no step count in the state, a linear output layer over all items; A2C has no advantage
+normalisation)."""
 
 
 def agent_preset(name: str, where: str = "learner") -> dict[str, Any]:
@@ -388,7 +393,7 @@ def build_agent(agent: AgentConfig, n_items: int, tracker: ModuleWithVectorOutpu
     """The tianshou algorithm (A2C or PPO) with a masked softmax actor and a value critic
     (`lr_schedule`: the learning-rate decay of a training run; None: a constant rate)."""
     state_net = StateNet(tracker, agent.hidden_sizes, turn=agent.turn)
-    actor = MaskedItemHead(state_net, n_items)
+    actor = TiedItemHead(state_net, n_items) if agent.tied_embeddings else MaskedItemHead(state_net, n_items)
     critic = ValueHead(state_net)
     policy = ProbabilisticActorPolicy(actor=actor, dist_fn=item_distribution(agent.ent_coef),
                                       action_space=action_space,
