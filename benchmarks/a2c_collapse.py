@@ -117,7 +117,7 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_window_4": ({"tracker": {"window": 4}}, {}),
         "default_users": ({"tracker": {"users": True}}, {}),
         "default_no_turn": ({"turn": False}, {}),
-        "default_untied": ({"tied_embeddings": False}, {}),
+        "default_tied": ({"tied_embeddings": True}, {}),
         "default_no_adv_norm": ({"advantage_normalization": False}, {}),
         "default_no_adv_norm_no_turn": ({"advantage_normalization": False, "turn": False}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),

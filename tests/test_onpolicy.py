@@ -157,8 +157,10 @@ def test_returns_and_advantages_equal_tianshous_on_its_own_buffer_hand_case(tabl
 def test_the_published_learner_keeps_the_published_network(table, quit_rule):
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=2, seed=3, breakdown=False)
     default, published = _algorithm(env), _algorithm(env, AgentConfig(**AGENT_PRESETS["published"]))
-    assert isinstance(default.policy.actor, TiedItemHead) and default.policy.actor.preprocess.turn
+    tied = _algorithm(env, AgentConfig(tied_embeddings=True))
+    assert type(default.policy.actor) is MaskedItemHead and default.policy.actor.preprocess.turn
     assert type(published.policy.actor) is MaskedItemHead and not published.policy.actor.preprocess.turn
+    assert isinstance(tied.policy.actor, TiedItemHead)
 
 
 @pytest.mark.parametrize("learner", ["published", "default"])
@@ -168,9 +170,7 @@ def test_tianshous_update_with_the_item_distribution_equals_it_with_torchs_categ
     """Same batch, same initial weights: the learner's minibatch updates (the published A2C, the
     default PPO) give the same weights."""
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=8, seed=3, breakdown=False)
-    # the linear item head: Adam turns the float rounding of the tied head's (default) few,
-    # tiny gradient entries into weight differences above this tolerance
-    agent = AgentConfig(**{**AGENT_PRESETS[learner], "ent_coef": ent_coef, "tied_embeddings": False})
+    agent = AgentConfig(**{**AGENT_PRESETS[learner], "ent_coef": ent_coef})
     ours, reference = _algorithm(env, agent), _algorithm(env, agent)
     reference.policy.dist_fn = lambda logits: torch.distributions.Categorical(logits=logits)
     torch.manual_seed(1)
@@ -185,15 +185,14 @@ def test_tianshous_update_with_the_item_distribution_equals_it_with_torchs_categ
     for name, value in ours.named_parameters():
         torch.testing.assert_close(value, theirs[name], rtol=1e-4 * scale, atol=1e-6 * scale,
                                    msg=lambda m, name=name: f"{name}: {m}")
-    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env, agent).policy.actor.last.weight)
+    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env).policy.actor.last.weight)
 
 
 def test_ppo_reads_the_collected_log_probabilities_which_equal_tianshous_recomputed_ones(table, quit_rule):
     """The collector's log pi(a | s) equal a fresh pass over the buffer; PPO's update from them
     equals tianshou's own PPO update (which recomputes them) from a buffer without them."""
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=8, seed=3, breakdown=False)
-    agent = AgentConfig(tied_embeddings=False)  # as in the test above
-    ours, reference = _algorithm(env, agent), _algorithm(env, agent)
+    ours, reference = _algorithm(env), _algorithm(env)
     torch.manual_seed(1)
     rollout = BatchedCollector(ours.policy, env, FeedbackScale(0.0, 4.0)).collect(20)
     data = rollout.buffer[:]
@@ -210,7 +209,7 @@ def test_ppo_reads_the_collected_log_probabilities_which_equal_tianshous_recompu
     theirs = dict(reference.named_parameters())
     for name, value in ours.named_parameters():
         torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
-    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env, agent).policy.actor.last.weight)
+    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env).policy.actor.last.weight)
 
 
 def _config(**overrides) -> ModelBasedConfig:
