@@ -56,17 +56,19 @@ before the choice): MOPO 27.34 +- 1.22 / 0.380; DORL lambda_E 0.1
 0.149, 5 16.43 +- 1.51 / 0.201 (the choice: `recsim.reward.penalty.CHOSEN`); ROLeR 0.1
 26.36 +- 2.46, 0.3 25.16 +- 2.02, 1 19.88 +- 2.22, 5 16.79 +- 0.33; MBPO 25.62 +- 0.98.
 
-The step count in the state (`turn`, the default since; `AgentConfig` has the rule and the
+The step count in the state (`default_turn`; an option, off: `AgentConfig` has the rule and the
 Coat check) and the variants measured beside it, world seed 1, MBPO, 4 x 25,000 steps, seeds 0-2,
-final R_tra against the previous default's 25.62 +- 0.98 (now `default_no_turn`): turn 27.58 +-
+final R_tra against the default's 25.62 +- 0.98: turn 27.58 +-
 1.65, no advantage normalisation 27.16 +- 2.01, both 28.67 +- 1.46; deterministic evaluation
 26.05 +- 1.22 (30-step episodes; +0.2 to +0.7 per seed); lr 3e-3 with 4 passes 25.15 +- 1.28
 (2.2x the time), lr 1e-3 with 4 passes 22.56 +- 1.67, lr 3e-3 with 4 passes and 400 users per
 update 12.61 +- 0.78; entropy 0.01 25.08 +- 0.33, 0.003 26.88 +- 1.71; a policy over primary
 categories, then items in the category (p(item) = p(c | s) p(item | c, s); a prototype, not kept)
-18.16 +- 0.65 (seeds 0-1). World seed 2: previous default 25.08 +- 4.08, turn 27.75 +- 1.78, no
+18.16 +- 0.65 (seeds 0-1). World seed 2: default 25.08 +- 4.08, turn 27.75 +- 1.78, no
 normalisation 26.81 +- 2.39, both 27.21 +- 1.05. gt_oracle, world seed 1: 33.11 +- 1.24, turn
-33.49 +- 1.89, no normalisation 34.99 +- 1.04, both 35.61 +- 1.82.
+33.49 +- 1.89, no normalisation 34.99 +- 1.04, both 35.61 +- 1.82. `default_tied_turn` (item
+logits from the tracker's embeddings, with the step count): `AgentConfig` has its figures and
+its collapse rate (`--epochs 1 --seeds 12 --first-seed 10`).
 
 Per run: the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs
 (the published aggregation); `static` gives greedy, quit_aware and random on the same users.
@@ -74,7 +76,7 @@ Per run: the final epoch's R_tra, length, coverage, MCD and the mean over all ev
 episode's item sequence, scored for the ground truth's mean user (its mean reward per item) under
 the world's quit rule, before and after single-item swap ascent (`swap_ascent`); quit_aware's own
 sequence is in `static`. Measured on the reported world (the quickstart's user model, 4 x 25,000
-steps, the previous default, seeds 0-2): gt_oracle's sequences 37.3 / 33.4 / 35.9 reach 50.8 /
+steps, the default, seeds 0-2): gt_oracle's sequences 37.3 / 33.4 / 35.9 reach 50.8 /
 53.9 / 52.6 by swaps, MBPO's 27.2 / 28.7 / 29.9 reach 49.8 / 51.9 / 51.1, quit_aware's own 49.7
 reaches 55.0. The learned sequences stop far from any local optimum: single-item changes the
 policy no longer samples would close the gap to quit_aware.
@@ -116,10 +118,10 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_gamma_0.95": ({"gamma": 0.95}, {}),
         "default_window_4": ({"tracker": {"window": 4}}, {}),
         "default_users": ({"tracker": {"users": True}}, {}),
-        "default_no_turn": ({"turn": False}, {}),
-        "default_tied": ({"tied_embeddings": True}, {}),
+        "default_turn": ({"turn": True}, {}),
+        "default_tied_turn": ({"tied_embeddings": True, "turn": True}, {}),
         "default_no_adv_norm": ({"advantage_normalization": False}, {}),
-        "default_no_adv_norm_no_turn": ({"advantage_normalization": False, "turn": False}, {}),
+        "default_no_adv_norm_turn": ({"advantage_normalization": False, "turn": True}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),
         "default_lr_3e-2_decay": ({"lr": 3e-2, "lr_decay": True}, {}),
         "default_ent_0.01": ({"ent_coef": 0.01}, {}),

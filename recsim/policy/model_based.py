@@ -86,8 +86,7 @@ COLLECTORS = ("batched", "tianshou")
 
 @dataclasses.dataclass(frozen=True)
 class AgentConfig:
-    """The actor-critic learner: recsim's default, PPO with a higher learning rate, scaled returns
-    and the step count in the state.
+    """The actor-critic learner: recsim's default, PPO with a higher learning rate and scaled returns.
 
     The published learner (A2C, lr 1e-3, GAE lambda 1, one pass, raw returns) is the preset
     "published" (`AGENT_PRESETS`, `learner: published` in a spec or `--param learner=published`).
@@ -176,7 +175,7 @@ class AgentConfig:
     category (4 in 30 steps at 0.8), and below 0.85 it falls into greedy short episodes in some
     seeds.
 
-    The step count in the state (`turn`, recsim's default; published: no), measured after
+    The step count in the state (`turn`, recsim's option, off; published: no), measured after
     everything above (same script, 4 x 25,000 steps, seeds 0-2, final R_tra, on synthetic worlds
     1 and 2, never the reported world 0). An episode is truncated after 30 steps, and the
     published state (the last items and their feedback) does not show how many are left. MBPO
@@ -189,10 +188,13 @@ class AgentConfig:
     variants: 9.09 +- 0.27 with neither, 8.27 +- 0.16 with both, 8.54 +- 0.12 without the
     normalisation. With the step count alone it gives 8.75 +- 0.50, about one standard error
     lower (Coat's episodes end by quitting after about 4 steps, so the time limit never binds
-    there). The step count alone is the default; the normalisation stays on. Seen after the
-    choice, on the reported world (`benchmarks/policies.py --setting quickstart`, seeds 0-2):
-    roler 26.9 -> 30.9, mopo 25.0 -> 26.4, mbpo 26.9 -> 26.5, gt_oracle 34.7 -> 32.4 (one seed
-    learned 19.5-step episodes), and DORL's MCD no longer below MOPO's (0.289 against 0.288).
+    there). So the step count alone was the default for two commits. Then Coat's full table
+    (`benchmarks/policies.py --setting quickstart --world coat`, seeds 0-2) did not confirm it
+    across methods: mbpo 9.09 -> 8.75, ips 8.70 -> 6.73 (3-step episodes), mopo and dorl 9.03 ->
+    8.03, roler 7.36 -> 7.48, ours 8.31 -> 8.22, gt_oracle 8.83 -> 8.77. The reported world was
+    mixed (roler 26.9 -> 30.9, mopo 25.0 -> 26.4, ours 28.3 -> 29.3, mbpo 26.9 -> 26.5, ips
+    33.2 -> 32.2, gt_oracle 34.7 -> 32.4 with one seed at 19.5-step episodes, DORL's MCD no
+    longer below MOPO's). So it is off again; the normalisation stays on.
 
     Item logits from the tracker's item embeddings (`tied_embeddings`, `TiedItemHead`; an
     option, off), measured after the step count, with it, by the same script and budget on the
@@ -236,8 +238,8 @@ class AgentConfig:
             (`LinearDecay`; recsim's option, off by default; the batched collector only).
         deterministic_eval: evaluate with the most probable item instead of a sample.
         advantage_normalization: PPO's per-minibatch advantage normalisation (tianshou's; on).
-        turn: append the episode's step count to the tracker's state (`StateNet`; published:
-            no; recsim's default: yes, see above).
+        turn: append the episode's step count to the tracker's state (`StateNet`; recsim's
+            option, off: see above; published: no).
         tied_embeddings: the actor's item logits from the tracker's item embeddings
             (`TiedItemHead`, recsim's option, off: see above; published and default: a
             linear layer over all items, `MaskedItemHead`).
@@ -258,7 +260,7 @@ class AgentConfig:
     lr_decay: bool = False
     deterministic_eval: bool = False
     advantage_normalization: bool = True
-    turn: bool = True
+    turn: bool = False
     tied_embeddings: bool = False
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
@@ -281,11 +283,10 @@ class AgentConfig:
 AGENT_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "published": {"algorithm": "a2c", "lr": 1e-3, "gae_lambda": 1.0, "ent_coef": 0.0, "max_grad_norm": None,
-                  "repeat": 1, "return_scaling": False, "turn": False},
+                  "repeat": 1, "return_scaling": False},
 }
 """Named `AgentConfig`s as overrides of its defaults: "default" (recsim's learner) and "published"
-(the DORL / ROLeR A2C: lr 1e-3, GAE lambda 1, no entropy term, no clipping, one pass, raw returns,
-no step count in the state; A2C has no advantage normalisation)."""
+(the DORL / ROLeR A2C: lr 1e-3, GAE lambda 1, no entropy term, no clipping, one pass, raw returns)."""
 
 
 def agent_preset(name: str, where: str = "learner") -> dict[str, Any]:
