@@ -120,6 +120,7 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_users": ({"tracker": {"users": True}}, {}),
         "default_turn": ({"turn": True}, {}),
         "default_tied_turn": ({"tied_embeddings": True, "turn": True}, {}),
+        "default_tied": ({"tied_embeddings": True}, {}),
         "default_no_adv_norm": ({"advantage_normalization": False}, {}),
         "default_no_adv_norm_turn": ({"advantage_normalization": False, "turn": True}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),

@@ -154,13 +154,14 @@ def test_returns_and_advantages_equal_tianshous_on_its_own_buffer_hand_case(tabl
     np.testing.assert_allclose(a.adv.numpy(), adv, rtol=1e-5, atol=1e-6)
 
 
-def test_the_default_and_published_learners_keep_the_published_network(table, quit_rule):
+def test_the_published_learner_keeps_the_published_network_and_the_default_ties_the_item_embeddings(table,
+                                                                                                     quit_rule):
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=2, seed=3, breakdown=False)
     default, published = _algorithm(env), _algorithm(env, AgentConfig(**AGENT_PRESETS["published"]))
-    options = _algorithm(env, AgentConfig(tied_embeddings=True, turn=True))
-    for algorithm in (default, published):
-        assert type(algorithm.policy.actor) is MaskedItemHead and not algorithm.policy.actor.preprocess.turn
-    assert isinstance(options.policy.actor, TiedItemHead) and options.policy.actor.preprocess.turn
+    options = _algorithm(env, AgentConfig(tied_embeddings=False, turn=True))
+    assert type(published.policy.actor) is MaskedItemHead and not published.policy.actor.preprocess.turn
+    assert type(default.policy.actor) is TiedItemHead and not default.policy.actor.preprocess.turn
+    assert type(options.policy.actor) is MaskedItemHead and options.policy.actor.preprocess.turn
 
 
 @pytest.mark.parametrize("learner", ["published", "default"])
@@ -185,7 +186,13 @@ def test_tianshous_update_with_the_item_distribution_equals_it_with_torchs_categ
     for name, value in ours.named_parameters():
         torch.testing.assert_close(value, theirs[name], rtol=1e-4 * scale, atol=1e-6 * scale,
                                    msg=lambda m, name=name: f"{name}: {m}")
-    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env).policy.actor.last.weight)
+    assert _moved(ours, _algorithm(env, agent))
+
+
+def _moved(trained, initial) -> bool:
+    """Whether any weight of `trained`'s actor differs from the same weight in `initial`."""
+    before = dict(initial.policy.actor.named_parameters())
+    return any(not torch.equal(value, before[name]) for name, value in trained.policy.actor.named_parameters())
 
 
 def test_ppo_reads_the_collected_log_probabilities_which_equal_tianshous_recomputed_ones(table, quit_rule):
@@ -209,7 +216,7 @@ def test_ppo_reads_the_collected_log_probabilities_which_equal_tianshous_recompu
     theirs = dict(reference.named_parameters())
     for name, value in ours.named_parameters():
         torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
-    assert not torch.equal(ours.policy.actor.last.weight, _algorithm(env).policy.actor.last.weight)
+    assert _moved(ours, _algorithm(env))
 
 
 def _config(**overrides) -> ModelBasedConfig:

@@ -261,7 +261,7 @@ class AgentConfig:
     deterministic_eval: bool = False
     advantage_normalization: bool = True
     turn: bool = False
-    tied_embeddings: bool = False
+    tied_embeddings: bool = True
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
@@ -283,7 +283,7 @@ class AgentConfig:
 AGENT_PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "published": {"algorithm": "a2c", "lr": 1e-3, "gae_lambda": 1.0, "ent_coef": 0.0, "max_grad_norm": None,
-                  "repeat": 1, "return_scaling": False},
+                  "repeat": 1, "return_scaling": False, "tied_embeddings": False},
 }
 """Named `AgentConfig`s as overrides of its defaults: "default" (recsim's learner) and "published"
 (the DORL / ROLeR A2C: lr 1e-3, GAE lambda 1, no entropy term, no clipping, one pass, raw returns)."""
