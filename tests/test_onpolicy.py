@@ -154,14 +154,13 @@ def test_returns_and_advantages_equal_tianshous_on_its_own_buffer_hand_case(tabl
     np.testing.assert_allclose(a.adv.numpy(), adv, rtol=1e-5, atol=1e-6)
 
 
-def test_the_published_learner_keeps_the_published_network_and_the_default_ties_the_item_embeddings(table,
-                                                                                                     quit_rule):
+def test_the_default_and_published_learners_keep_the_published_network(table, quit_rule):
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=2, seed=3, breakdown=False)
     default, published = _algorithm(env), _algorithm(env, AgentConfig(**AGENT_PRESETS["published"]))
-    options = _algorithm(env, AgentConfig(tied_embeddings=False, turn=True))
-    assert type(published.policy.actor) is MaskedItemHead and not published.policy.actor.preprocess.turn
-    assert type(default.policy.actor) is TiedItemHead and not default.policy.actor.preprocess.turn
-    assert type(options.policy.actor) is MaskedItemHead and options.policy.actor.preprocess.turn
+    options = _algorithm(env, AgentConfig(tied_embeddings=True, turn=True))
+    for algorithm in (default, published):
+        assert type(algorithm.policy.actor) is MaskedItemHead and not algorithm.policy.actor.preprocess.turn
+    assert isinstance(options.policy.actor, TiedItemHead) and options.policy.actor.preprocess.turn
 
 
 @pytest.mark.parametrize("learner", ["published", "default"])

@@ -261,7 +261,7 @@ class AgentConfig:
     deterministic_eval: bool = False
     advantage_normalization: bool = True
     turn: bool = False
-    tied_embeddings: bool = True
+    tied_embeddings: bool = False
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
