@@ -121,6 +121,8 @@ def variants() -> dict[str, tuple[dict, dict]]:
         "default_turn": ({"turn": True}, {}),
         "default_tied_turn": ({"tied_embeddings": True, "turn": True}, {}),
         "default_tied": ({"tied_embeddings": True}, {}),
+        "default_tied_ent_0.01": ({"tied_embeddings": True, "ent_coef": 0.01}, {}),
+        "default_tied_ent_0.003": ({"tied_embeddings": True, "ent_coef": 0.003}, {}),
         "default_no_adv_norm": ({"advantage_normalization": False}, {}),
         "default_no_adv_norm_turn": ({"advantage_normalization": False, "turn": True}, {}),
         "default_lr_decay": ({"lr_decay": True}, {}),
