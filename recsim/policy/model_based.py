@@ -252,7 +252,7 @@ class AgentConfig:
     gamma: float = 0.9
     gae_lambda: float = 0.95
     vf_coef: float = 0.5
-    ent_coef: float = 0.01
+    ent_coef: float = 0.0
     max_grad_norm: float | None = None
     repeat: int = 1
     eps_clip: float = 0.2
@@ -261,7 +261,7 @@ class AgentConfig:
     deterministic_eval: bool = False
     advantage_normalization: bool = True
     turn: bool = False
-    tied_embeddings: bool = True
+    tied_embeddings: bool = False
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
 
     def __post_init__(self) -> None:
