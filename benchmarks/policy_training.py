@@ -3,8 +3,9 @@
 Environment steps per second end to end (collection and PPO update, tianshou's algorithm in
 both) of `recsim.policy.model_based.train_model_based` with `collector="batched"`
 (`recsim.policy.onpolicy`) and with `collector="tianshou"` (`OnPolicyTrainer` over a `Collector`
-on `TianshouVectorEnv`), same network (average tracker, MLP 64-64, softmax over all items), same
-world and budget, in one run:
+on `TianshouVectorEnv`), same network (average tracker, MLP 64-64, softmax over all items; `--learner` picks the
+`AgentConfig` preset, "default" by default, "tied" for item logits from the tracker's
+embeddings), same world and budget, in one run:
 
 - world: the synthetic `kuairec` world (1,411 users x 3,327 items), its ground truth as the
   simulator's reward table (the speed does not depend on the values), the category quit rule
@@ -40,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from recsim.data.synthetic import generate_world
 from recsim.env import CategoryOverlapQuit, EnvConfig
 from recsim.policy.methods import Budget
-from recsim.policy.model_based import ModelBasedConfig, train_model_based
+from recsim.policy.model_based import AgentConfig, ModelBasedConfig, agent_preset, train_model_based
 from recsim.reward.penalty import PenaltyConfig
 from recsim.reward.table import RewardTable
 
@@ -59,6 +60,7 @@ def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, settin
     budget = Budget(epochs=1, epoch_num_steps=steps, num_envs=setting["num_envs"],
                     episodes_per_collect=setting["episodes"], batch_size=setting["batch_size"])
     config = ModelBasedConfig(method="mbpo", penalty=PenaltyConfig(0.0, 0.0), budget=budget, collector=collector,
+                              agent=AgentConfig(**agent_preset(args.learner, "--learner")),
                               env=EnvConfig(mode="NX_0"), device=args.device, progress=False,
                               torch_threads=args.threads)
     with tempfile.TemporaryDirectory() as out:
@@ -76,7 +78,7 @@ def time_collections(table: RewardTable, quit_rule, setting: dict, args: argpars
 
     from recsim.env import BatchedRecEnv
     from recsim.policy.actors import build_tracker
-    from recsim.policy.model_based import AgentConfig, build_agent
+    from recsim.policy.model_based import build_agent
     from recsim.policy.onpolicy import BatchedCollector
     from recsim.policy.scaling import FeedbackScale, ScaledFeedbackVectorEnv
 
@@ -84,7 +86,7 @@ def time_collections(table: RewardTable, quit_rule, setting: dict, args: argpars
     torch.set_num_threads(args.threads)
     num_envs, episodes = setting["num_envs"], setting["episodes"]
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=num_envs, seed=0, breakdown=False)
-    agent = AgentConfig()
+    agent = AgentConfig(**agent_preset(args.learner, "--learner"))
     tracker = build_tracker(agent.tracker, env.n_items, None, env.config.history_window)
     algorithm = build_agent(agent, env.n_items, tracker, env.single_action_space, env.single_observation_space)
     scale = FeedbackScale(float(table.mean.min()), float(table.mean.max()))
@@ -140,6 +142,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the training default)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--learner", default="default", help="an AgentConfig preset (default, published, tied)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -155,7 +158,7 @@ def main() -> None:
                   "mode": "NX_0", "quit_rule": "category overlap, threshold 0, window 4", "max_turn": 30,
                   "reward": "MBPO (ground truth as the table)", "tracker": "average, window 3",
                   "network": "MLP 64-64, softmax over all items",
-                  "algorithm": "tianshou PPO (recsim's default learner, one pass)",
+                  "learner": args.learner,
                   "torch_threads": args.threads, "device": args.device, "cpu_count": os.cpu_count(),
                   "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                   "python": platform.python_version()},

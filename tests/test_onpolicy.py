@@ -10,7 +10,7 @@ from tianshou.utils.torch_utils import policy_within_training_step
 from recsim.data.synthetic import generate_world
 from recsim.env import BatchedRecEnv, CategoryOverlapQuit, EnvConfig
 from recsim.errors import ConfigError
-from recsim.policy.actors import MaskedItemHead, TiedItemHead, build_tracker
+from recsim.policy.actors import MaskedItemHead, TiedItemHead, build_tracker, categorical_from_logits
 from recsim.policy.methods import Budget
 from recsim.policy.model_based import AGENT_PRESETS, AgentConfig, ModelBasedConfig, build_agent, train_model_based
 from recsim.policy.onpolicy import BatchedCollector, _Round, flatten_round
@@ -158,9 +158,13 @@ def test_the_default_and_published_learners_keep_the_published_network(table, qu
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=2, seed=3, breakdown=False)
     default, published = _algorithm(env), _algorithm(env, AgentConfig(**AGENT_PRESETS["published"]))
     options = _algorithm(env, AgentConfig(tied_embeddings=True, turn=True))
+    tied = _algorithm(env, AgentConfig(**AGENT_PRESETS["tied"]))
     for algorithm in (default, published):
         assert type(algorithm.policy.actor) is MaskedItemHead and not algorithm.policy.actor.preprocess.turn
+        assert algorithm.ent_coef == 0.0
     assert isinstance(options.policy.actor, TiedItemHead) and options.policy.actor.preprocess.turn
+    assert isinstance(tied.policy.actor, TiedItemHead) and not tied.policy.actor.preprocess.turn
+    assert tied.ent_coef == 0.01 and tied.policy.dist_fn is categorical_from_logits
 
 
 @pytest.mark.parametrize("learner", ["published", "default"])
