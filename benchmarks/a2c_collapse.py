@@ -69,16 +69,16 @@ normalisation 26.81 +- 2.39, both 27.21 +- 1.05. gt_oracle, world seed 1: 33.11 
 33.49 +- 1.89, no normalisation 34.99 +- 1.04, both 35.61 +- 1.82. `default_tied_turn` (item
 logits from the tracker's embeddings, with the step count): `AgentConfig` has its figures and
 its collapse rate (`--epochs 1 --seeds 12 --first-seed 10`). `default_tied` (without the step
-count) and `default_tied_ent_0.01` / `_0.003` (with a policy-entropy term; 0.01 is the learner
-preset "tied"), worlds 1 / 2, 4 x 25,000 steps, seeds 0-2, final R_tra against the default's in
-the same run (MBPO 25.45 / 25.00, gt_oracle 32.78 / 33.70, MOPO 26.08 / 25.85, DORL 23.69 /
-25.24, ROLeR 29.99 / 26.94): `default_tied` MBPO 30.13 / 30.94, gt_oracle 37.70 / 33.66, MOPO
-29.30 / 28.54, DORL 27.68 / 30.02, ROLeR 30.11 / 31.40; `default_tied_ent_0.01` MBPO 27.58 /
-30.00, gt_oracle 35.10 / 34.44, MOPO 30.12 / 30.05, DORL 28.43 / 28.59, ROLeR 30.67 / 30.11.
-ROLeR, world 1, seeds 10-21, collapses (coverage <= 0.002) after one epoch / after four:
-default 1 of 12 / 0 of 12 (28.70 +- 2.18), `default_tied` 8 / 4 of 12, `default_tied_ent_0.003`
-4 of 12 after one, `default_tied_ent_0.01` 3 / 0 of 12 (30.67 +- 1.76). Coat's full table
-(`benchmarks/policies.py --world coat`) confirms neither (`AgentConfig`).
+count) and `default_tied_ent_0.01` / `_0.003` (with a policy-entropy term), worlds 1 / 2,
+4 x 25,000 steps, seeds 0-2, final R_tra against the default's in the same run (MBPO 25.45 /
+25.00, gt_oracle 32.78 / 33.70, MOPO 26.08 / 25.85, DORL 23.69 / 25.24, ROLeR 29.99 / 26.94):
+`default_tied` MBPO 30.13 / 30.94, gt_oracle 37.70 / 33.66, MOPO 29.30 / 28.54, DORL 27.68 /
+30.02, ROLeR 30.11 / 31.40; `default_tied_ent_0.01` MBPO 27.58 / 30.00, gt_oracle 35.10 /
+34.44, MOPO 30.12 / 30.05, DORL 28.43 / 28.59, ROLeR 30.67 / 30.11. ROLeR, world 1, seeds
+10-21, collapses (coverage <= 0.002) after one epoch / after four: default 1 of 12 / 0 of 12
+(28.70 +- 2.18), `default_tied` 8 / 4 of 12, `default_tied_ent_0.003` 4 of 12 after one,
+`default_tied_ent_0.01` 3 / 0 of 12 (30.67 +- 1.76). Neither is confirmed by Coat's full table
+or holds on the reported world (`AgentConfig`).
 
 Per run: the final epoch's R_tra, length, coverage, MCD and the mean over all evaluated epochs
 (the published aggregation); `static` gives greedy, quit_aware and random on the same users.

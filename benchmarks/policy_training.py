@@ -4,8 +4,8 @@ Environment steps per second end to end (collection and PPO update, tianshou's a
 both) of `recsim.policy.model_based.train_model_based` with `collector="batched"`
 (`recsim.policy.onpolicy`) and with `collector="tianshou"` (`OnPolicyTrainer` over a `Collector`
 on `TianshouVectorEnv`), same network (average tracker, MLP 64-64, softmax over all items; `--learner` picks the
-`AgentConfig` preset, "default" by default, "tied" for item logits from the tracker's
-embeddings), same world and budget, in one run:
+`AgentConfig` preset, "default" by default; `--tied` the item logits from the tracker's
+embeddings with an entropy term 0.01), same world and budget, in one run:
 
 - world: the synthetic `kuairec` world (1,411 users x 3,327 items), its ground truth as the
   simulator's reward table (the speed does not depend on the values), the category quit rule
@@ -54,13 +54,19 @@ SETTINGS = {
 same minibatch (the same per-sample work, ten times the users per forward pass)."""
 
 
+def learner(args: argparse.Namespace) -> AgentConfig:
+    """The `--learner` preset, with `--tied`'s two fields when set."""
+    tied = {"tied_embeddings": True, "ent_coef": 0.01} if args.tied else {}
+    return AgentConfig(**{**agent_preset(args.learner, "--learner"), **tied})
+
+
 def time_epoch(collector: str, table: RewardTable, quit_rule, steps: int, setting: dict,
                args: argparse.Namespace) -> dict:
     """One training epoch of `steps` environment steps; its steps, seconds and steps per second."""
     budget = Budget(epochs=1, epoch_num_steps=steps, num_envs=setting["num_envs"],
                     episodes_per_collect=setting["episodes"], batch_size=setting["batch_size"])
     config = ModelBasedConfig(method="mbpo", penalty=PenaltyConfig(0.0, 0.0), budget=budget, collector=collector,
-                              agent=AgentConfig(**agent_preset(args.learner, "--learner")),
+                              agent=learner(args),
                               env=EnvConfig(mode="NX_0"), device=args.device, progress=False,
                               torch_threads=args.threads)
     with tempfile.TemporaryDirectory() as out:
@@ -86,7 +92,7 @@ def time_collections(table: RewardTable, quit_rule, setting: dict, args: argpars
     torch.set_num_threads(args.threads)
     num_envs, episodes = setting["num_envs"], setting["episodes"]
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=num_envs, seed=0, breakdown=False)
-    agent = AgentConfig(**agent_preset(args.learner, "--learner"))
+    agent = learner(args)
     tracker = build_tracker(agent.tracker, env.n_items, None, env.config.history_window)
     algorithm = build_agent(agent, env.n_items, tracker, env.single_action_space, env.single_observation_space)
     scale = FeedbackScale(float(table.mean.min()), float(table.mean.max()))
@@ -142,7 +148,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the training default)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--learner", default="default", help="an AgentConfig preset (default, published, tied)")
+    parser.add_argument("--learner", default="default", help="an AgentConfig preset (default, published)")
+    parser.add_argument("--tied", action="store_true", help="tied item embeddings and entropy 0.01 (AgentConfig)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
@@ -158,7 +165,7 @@ def main() -> None:
                   "mode": "NX_0", "quit_rule": "category overlap, threshold 0, window 4", "max_turn": 30,
                   "reward": "MBPO (ground truth as the table)", "tracker": "average, window 3",
                   "network": "MLP 64-64, softmax over all items",
-                  "learner": args.learner,
+                  "learner": args.learner, "tied": args.tied,
                   "torch_threads": args.threads, "device": args.device, "cpu_count": os.cpu_count(),
                   "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                   "python": platform.python_version()},

@@ -158,7 +158,7 @@ def test_the_default_and_published_learners_keep_the_published_network(table, qu
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=2, seed=3, breakdown=False)
     default, published = _algorithm(env), _algorithm(env, AgentConfig(**AGENT_PRESETS["published"]))
     options = _algorithm(env, AgentConfig(tied_embeddings=True, turn=True))
-    tied = _algorithm(env, AgentConfig(**AGENT_PRESETS["tied"]))
+    tied = _algorithm(env, AgentConfig(tied_embeddings=True, ent_coef=0.01))
     for algorithm in (default, published):
         assert type(algorithm.policy.actor) is MaskedItemHead and not algorithm.policy.actor.preprocess.turn
         assert algorithm.ent_coef == 0.0

@@ -279,8 +279,8 @@ def test_budgets_and_presets_are_validated():
     published = method_config("mbpo", "synthetic", params={"learner": "published", "lr": 5e-4}).agent
     assert (default.algorithm, default.lr, default.gae_lambda) == ("ppo", 1e-2, 0.95)
     assert (published.algorithm, published.lr, published.gae_lambda, published.repeat) == ("a2c", 5e-4, 1.0, 1)
-    tied = method_config("roler", "synthetic", params={"learner": "tied", "ent_coef": 0.003}).agent
-    assert (tied.tied_embeddings, tied.ent_coef, default.tied_embeddings, default.ent_coef) == (True, 0.003, False, 0.0)
+    tied = method_config("roler", "synthetic", params={"tied_embeddings": True, "ent_coef": 0.01}).agent
+    assert (tied.tied_embeddings, tied.ent_coef, default.tied_embeddings, default.ent_coef) == (True, 0.01, False, 0.0)
     with pytest.raises(ConfigError, match="params.learner: unknown learner 'fast'"):
         method_config("dorl", "synthetic", params={"learner": "fast"})
     with pytest.raises(ConfigError, match="learner"):

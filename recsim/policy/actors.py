@@ -307,10 +307,10 @@ class TiedItemHead(MaskedItemHead):
     item representations (Press & Wolf, EACL 2017; Inan et al., ICLR 2017, for language
     models). An item's logit moves with every item whose embedding is close to its own, not
     only when it is sampled; the output layer costs d instead of H multiply-adds per item.
-    recsim's option (`AgentConfig.tied_embeddings`, the learner preset "tied"); the published
-    actor is `MaskedItemHead`. The head needs the table to learn through it: with e_j detached
-    (only P and b trained) every run of a 12-seed check collapsed onto greedy's 2-3 items
-    (`AgentConfig`), so do not combine it with `TrackerConfig.freeze_embeddings`.
+    recsim's option (`AgentConfig.tied_embeddings`); the published actor is `MaskedItemHead`.
+    The head needs the table to learn through it: with e_j detached (only P and b trained)
+    every run of a 12-seed check collapsed onto greedy's 2-3 items (`AgentConfig`), so do not
+    combine it with `TrackerConfig.freeze_embeddings`.
 
     Args:
         preprocess_net: the shared `StateNet`, whose tracker has an `item_embedding` table.

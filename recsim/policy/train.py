@@ -150,7 +150,7 @@ def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None
         params: overrides of the budget's fields (epochs, epoch_num_steps, ...), of the family's
             agent config (lr, gamma, ent_coef, hidden_sizes, tracker, algorithm, epsilon, ...),
             `train_mode` / `device`, and for model-based methods `learner`: an `AgentConfig`
-            preset ("default", "published" or "tied", `AGENT_PRESETS`) the other agent keys override;
+            preset ("default" or "published", `AGENT_PRESETS`) the other agent keys override;
             every key and type is checked (ConfigError naming `where`).
         penalty: overrides of the method's preset `PenaltyConfig` (model-based methods).
         budget_name: "cpu" or "paper".
