@@ -3,9 +3,9 @@
 Environment steps per second end to end (collection and PPO update, tianshou's algorithm in
 both) of `recsim.policy.model_based.train_model_based` with `collector="batched"`
 (`recsim.policy.onpolicy`) and with `collector="tianshou"` (`OnPolicyTrainer` over a `Collector`
-on `TianshouVectorEnv`), same network (average tracker, MLP 64-64, softmax over all items; `--learner` picks the
-`AgentConfig` preset, "default" by default; `--tied` the item logits from the tracker's
-embeddings with an entropy term 0.01), same world and budget, in one run:
+on `TianshouVectorEnv`), same network (average tracker, MLP 64-64, softmax over all items;
+`--learner` picks the `AgentConfig` preset, "default" by default; `--tied` the item logits from
+the tracker's embeddings with an entropy term 0.01), same world and budget, in one run:
 
 - world: the synthetic `kuairec` world (1,411 users x 3,327 items), its ground truth as the
   simulator's reward table (the speed does not depend on the values), the category quit rule

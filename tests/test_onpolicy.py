@@ -167,14 +167,18 @@ def test_the_default_and_published_learners_keep_the_published_network(table, qu
     assert tied.ent_coef == 0.01 and tied.policy.dist_fn is categorical_from_logits
 
 
-@pytest.mark.parametrize("learner", ["published", "default"])
+LEARNERS = {"published": AGENT_PRESETS["published"], "default": {}, "tied": {"tied_embeddings": True}}
+"""The learners of the update tests: the presets and the default with the tied item head."""
+
+
+@pytest.mark.parametrize("learner", sorted(LEARNERS))
 @pytest.mark.parametrize("ent_coef", [0.0, 0.05])
 def test_tianshous_update_with_the_item_distribution_equals_it_with_torchs_categorical(table, quit_rule, ent_coef,
                                                                                         learner):
     """Same batch, same initial weights: the learner's minibatch updates (the published A2C, the
-    default PPO) give the same weights."""
+    default PPO, PPO with the tied item head) give the same weights."""
     env = BatchedRecEnv(table, quit_rule, EnvConfig(mode="NX_0"), num_envs=8, seed=3, breakdown=False)
-    agent = AgentConfig(**{**AGENT_PRESETS[learner], "ent_coef": ent_coef})
+    agent = AgentConfig(**{**LEARNERS[learner], "ent_coef": ent_coef})
     ours, reference = _algorithm(env, agent), _algorithm(env, agent)
     reference.policy.dist_fn = lambda logits: torch.distributions.Categorical(logits=logits)
     torch.manual_seed(1)
