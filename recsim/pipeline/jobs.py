@@ -6,8 +6,9 @@ A ready stage that is complete on disk (`completed_content`) is reused in the pa
 start, in plan order, in at most `jobs` spawned workers. `Stage.run` is a closure and cannot be
 pickled, so each worker receives the `Spec` and the run folder once, re-plans (`plan` is
 deterministic) and runs a stage by name with its own `Runner` (own in-memory cache) through
-`Runner.run_stage`, the same atomic-folder + marker protocol as a `--jobs 1` run. Workers run
-with `progress = False` (no stage key reads it) and `max(1, cpu_count // jobs)` torch threads.
+`Runner.run_stage`, the same atomic-folder + marker protocol as a `--jobs 1` run, with the same
+torch threads (`recsim.pipeline.stages.STAGE_THREADS`). Workers run with `progress = False` (no
+stage key reads it).
 
 A stage that fails stops the scheduling of new stages; the stages already running finish (and are
 complete for a rerun), then the first error is raised in the parent as it was raised in the worker
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import multiprocessing
-import os
 import signal
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -31,10 +31,9 @@ _WORKER: dict[str, object] = {}
 """The worker process's `Runner` and stages by name, set once by `_start_worker`."""
 
 
-def _start_worker(spec: Spec, run_dir: str, threads: int) -> None:
+def _start_worker(spec: Spec, run_dir: str) -> None:
     import threading
 
-    import torch
     from tqdm import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the workers
@@ -42,7 +41,6 @@ def _start_worker(spec: Spec, run_dir: str, threads: int) -> None:
     # tqdm's default lock is a multiprocessing semaphore, which a terminated worker leaks (a
     # warning at exit); the workers' bars are disabled, a thread lock serves.
     tqdm.set_lock(threading.RLock())
-    torch.set_num_threads(threads)
     _WORKER["runner"] = Runner(spec, run_dir)
     _WORKER["stages"] = {stage.name: stage for stage in plan(spec)}
 
@@ -86,9 +84,8 @@ def execute_parallel(runner: Runner, stages: list[Stage], jobs: int) -> list[Sta
     if runner.spec is None:
         raise ValueError("parallel stages need the runner's spec (the workers re-plan it)")
     worker_spec = dataclasses.replace(runner.spec, progress=False)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                               initargs=(worker_spec, str(runner.run_dir), threads))
+                               initargs=(worker_spec, str(runner.run_dir)))
     scheduler = _Scheduler(runner, stages, pool, jobs)
     try:
         scheduler.run()

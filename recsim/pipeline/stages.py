@@ -50,6 +50,12 @@ EVAL_VERSION = 4
 """Version of the evaluation stages' code (2: the policy's sampling seed follows the run seed; 3: one
 online evaluator, R_tra_std, the user model's Recall@k relevance, MCD missing without categories;
 4: `ope_step_*` columns with flags and reasons, covered contexts, named ranking references)."""
+STAGE_THREADS = 1
+"""torch intra-op threads of every stage, in the parent (`--jobs 1`) and in the workers alike: the
+float32 sums of the user model's training then run in one order whatever `--jobs` is, so a run
+writes the same bits at any N (with torch's default of 2 threads in the parent against a worker's
+1, the tiny spec's reward table differed in its last bits and the report's OPE bounds in the 6th
+digit). Policy training already runs on one thread (`MethodConfig.torch_threads`)."""
 
 
 @dataclasses.dataclass
@@ -179,11 +185,13 @@ class Runner:
 
         The one implementation of the completion protocol, in the parent process (`--jobs 1`)
         and in the worker processes (`recsim.pipeline.jobs`)."""
+        from recsim.policy.runtime import torch_threads
+
         start = time.perf_counter()
         target = self.path(stage.name)
         (target / MARKER).unlink(missing_ok=True)
         self._remove_leftovers(stage.name)
-        with atomic_dir(target, "stage") as tmp:
+        with atomic_dir(target, "stage") as tmp, torch_threads(STAGE_THREADS):
             write_json(tmp / "config.json", stage.config)
             stage.run(tmp, self)
         content = content_hash(target)
