@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parents[1]
+
 METRICS = ("R_tra", "length", "R_each", "MCD", "coverage")
 UNPUBLISHED = ("quit_aware",)
 """Baselines outside the published table, compared separately (quit_aware knows the quit rule)."""
@@ -73,10 +75,16 @@ def _settings(setting: str, world: str) -> dict:
                     offline={})
     if setting == "quickstart":
         return dict(world={}, user_model=QUICKSTART_USER_MODEL if world == "synthetic" else COAT_USER_MODEL,
-                    model_based=dict(epochs=4, epoch_num_steps=25_000, num_envs=100, episodes_per_collect=100,
-                                     batch_size=1024),
-                    offline=dict(epochs=2, epoch_num_steps=100, batch_size=256))
+                    model_based=_quickstart_budget("mbpo"), offline=_quickstart_budget("bcq"))
     return dict(world={}, user_model=dict(members=5, epochs=5), model_based={}, offline={})
+
+
+def _quickstart_budget(method: str) -> dict:
+    """`method`'s budget in pipelines/quickstart.yaml (its params less the evaluation's episodes)."""
+    from recsim.pipeline.spec import read_spec_data
+
+    entry = next(m for m in read_spec_data(REPO / "pipelines" / "quickstart.yaml")["methods"] if m["name"] == method)
+    return {key: value for key, value in entry["params"].items() if key != "eval_episodes"}
 
 
 def _world(name: str, overrides: dict, coat_dir: Path):
@@ -272,7 +280,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="reduced sizes and budgets (--setting quick)")
     parser.add_argument("--setting", choices=("full", "quick", "quickstart", "long"), default="full")
     parser.add_argument("--world", choices=("synthetic", "coat"), default="synthetic")
-    parser.add_argument("--coat", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data" /
+    parser.add_argument("--coat", type=Path, default=REPO.parent / "shared" / "data" /
                         "coat", help="Coat's raw folder (--world coat)")
     parser.add_argument("--modes", default="", help="comma-separated extra evaluation modes of the final policy (FB)")
     parser.add_argument("--seeds", type=int, default=3)
