@@ -281,6 +281,11 @@ def test_budgets_and_presets_are_validated():
     assert (published.algorithm, published.lr, published.gae_lambda, published.repeat) == ("a2c", 5e-4, 1.0, 1)
     tied = method_config("roler", "synthetic", params={"tied_embeddings": True, "ent_coef": 0.01}).agent
     assert (tied.tied_embeddings, tied.ent_coef, default.tied_embeddings, default.ent_coef) == (True, 0.01, False, 0.0)
+    assert (method_config("mbpo", "synthetic").torch_threads,
+            method_config("mbpo", "synthetic", params={"threads": 2}).torch_threads) == (1, 2)
+    for threads in (0, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="params.threads: must be an integer >= 1"):
+            method_config("mbpo", "synthetic", params={"threads": threads})
     with pytest.raises(ConfigError, match="params.learner: unknown learner 'fast'"):
         method_config("dorl", "synthetic", params={"learner": "fast"})
     with pytest.raises(ConfigError, match="learner"):

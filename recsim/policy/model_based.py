@@ -256,8 +256,8 @@ class AgentConfig:
     gt_oracle reached 33.6 after 400,000 steps and then fell, with its simulator return, to 18.9
     after 2 M; with the rate decaying linearly to 0 it ended at 34.9 (30-step episodes). MBPO
     ended at 29.3 without the decay (25.1-31.8 over the run) and 27.2 with it. The decay stays
-    off by default (the quickstart's 100,000 steps end before the drift); the shipped specs with
-    the published 20 M-step budget turn it on.
+    off by default (the quickstart's 300,000 steps stop before the 400,000 after which the drift
+    set in); the shipped specs with the published 20 M-step budget turn it on.
 
     Attributes:
         algorithm: "ppo" (default) or "a2c" (published).

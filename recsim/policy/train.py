@@ -51,8 +51,9 @@ from recsim.reward.table import RewardTable
 AGENT_CONFIGS: dict[str, type] = {"model_based": AgentConfig, "offline": OfflineAgentConfig, "static": StaticConfig}
 """Family -> the config dataclass of what trains its methods."""
 
-COMMON_PARAMS = ("train_mode", "device")
-"""`method_config` params that are not the budget's or the agent's."""
+COMMON_PARAMS = ("train_mode", "device", "threads")
+"""`method_config` params that are not the budget's or the agent's (`threads`: torch intra-op
+threads of the training, `MethodConfig.torch_threads`)."""
 
 LEARNER_PARAM = "learner"
 """The model-based param naming an `AgentConfig` preset (`recsim.policy.model_based.AGENT_PRESETS`)."""
@@ -75,7 +76,12 @@ class MethodConfig:
         seed: seeds the networks, the simulator's users and the policy's sampling.
         device: "cpu" or "cuda[:n]".
         progress: progress bars (`recsim.progress`).
-        torch_threads: torch intra-op threads during training (None: torch's default).
+        torch_threads: torch intra-op threads during training (None: torch's default; `threads` in a
+            method's params). A run's bits depend on it: 2 threads change the last digits of the
+            weights against 1 (MBPO, 2 x 10,000 steps at KuaiRec scale). They train the default
+            learner 1.5x faster on 2 idle cores (`benchmarks/policy_training.py --quick --settings
+            published --threads 2`: 20,938 against 13,845 steps/s, 2026-12-02); the pipeline keeps 1,
+            as its `--jobs 2` workers share the 2 cores.
     """
 
     method: str
@@ -149,7 +155,7 @@ def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None
         dataset: the dataset's name (per-dataset penalty weights).
         params: overrides of the budget's fields (epochs, epoch_num_steps, ...), of the family's
             agent config (lr, gamma, ent_coef, hidden_sizes, tracker, algorithm, epsilon, ...),
-            `train_mode` / `device`, and for model-based methods `learner`: an `AgentConfig`
+            `train_mode` / `device` / `threads`, and for model-based methods `learner`: an `AgentConfig`
             preset ("default" or "published", `AGENT_PRESETS`) the other agent keys override;
             every key and type is checked (ConfigError naming `where`).
         penalty: overrides of the method's preset `PenaltyConfig` (model-based methods).
@@ -182,10 +188,13 @@ def method_config(method: str, dataset: str, *, params: Mapping[str, Any] | None
     elif penalty:
         raise ConfigError(f"penalty: {spec.name} does not train in the penalised simulator")
     train_mode = str(params.get("train_mode", "NX_0"))
+    threads = params.get("threads", torch_threads)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"{where}.threads: must be an integer >= 1, got {threads!r}")
     return MethodConfig(method=spec.name, name=name, budget=run_budget, agent=agent, penalty=weights,
                         env=dataclasses.replace(env or EnvConfig(), mode=train_mode), quit=quit or QuitRuleConfig(),
                         evaluation=evaluation or EvalConfig(), seed=seed, device=str(params.get("device", device)),
-                        progress=progress, torch_threads=torch_threads)
+                        progress=progress, torch_threads=threads)
 
 
 @dataclasses.dataclass
