@@ -24,6 +24,9 @@ with the unpublished quit-aware greedy compared on its own.
 models and runs whose resolved configs match (so an interrupted benchmark resumes, and a new
 method adds only its own runs), and reports how many runs it reused.
 
+`--world coat --coat-distance-quantile Q` states Coat's quit threshold as the Q-quantile of the item
+distances instead of the public code's 10 (`quit.distance_quantile`; docs/protocol.md, "The quit rules").
+
 `--quick`: 400 users, a 2-member 1-epoch user model, 2 epochs of 10,000 steps per model-based
 run and 2 epochs of 300 gradient steps per offline run (3 seeds still).
 """
@@ -87,9 +90,10 @@ def _quickstart_budget(method: str) -> dict:
     return {key: value for key, value in entry["params"].items() if key != "eval_episodes"}
 
 
-def _world(name: str, overrides: dict, coat_dir: Path):
+def _world(name: str, overrides: dict, coat_dir: Path, distance_quantile: float | None = None):
     """(dataset, quit rule, tracker params of the learned methods): the synthetic world, or Coat as
-    pipelines/coat.yaml has it (completed truth, distance rule N = 3 threshold 10, attention tracker)."""
+    pipelines/coat.yaml has it (completed truth, distance rule N = 3 threshold 10, attention tracker;
+    with `distance_quantile` the threshold is that quantile of the item distances instead)."""
     from recsim.env import QuitRuleConfig
 
     if name == "synthetic":
@@ -101,7 +105,7 @@ def _world(name: str, overrides: dict, coat_dir: Path):
 
     world = with_completed_truth(load_dataset("coat", coat_dir, cache_dir=Path(tempfile.gettempdir()) /
                                               "recsim-bench-coat"))
-    return (world, QuitRuleConfig(kind="distance", window=3, leave_threshold=10.0),
+    return (world, QuitRuleConfig(kind="distance", window=3, leave_threshold=10.0, distance_quantile=distance_quantile),
             {"tracker": {"kind": "attention", "window": 3}})
 
 
@@ -155,7 +159,7 @@ def _summary(values: list[dict]) -> dict:
 
 
 def run(setting: str, seeds: list[int], methods: list[str], workdir: Path, threads: int, world_name: str = "synthetic",
-        modes: tuple[str, ...] = (), coat_dir: Path | None = None) -> dict:
+        modes: tuple[str, ...] = (), coat_dir: Path | None = None, distance_quantile: float | None = None) -> dict:
     import torch
 
     from recsim.evaluation.online import EvalConfig
@@ -168,7 +172,7 @@ def run(setting: str, seeds: list[int], methods: list[str], workdir: Path, threa
     settings = _settings(setting, world_name)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    world, quit_config, learned_params = _world(world_name, settings["world"], coat_dir or Path("."))
+    world, quit_config, learned_params = _world(world_name, settings["world"], coat_dir or Path("."), distance_quantile)
     timings["world"] = time.perf_counter() - start
 
     needs = {METHODS[m].reward for m in methods} | {"user_model"}
@@ -282,6 +286,8 @@ def main() -> None:
     parser.add_argument("--world", choices=("synthetic", "coat"), default="synthetic")
     parser.add_argument("--coat", type=Path, default=REPO.parent / "shared" / "data" /
                         "coat", help="Coat's raw folder (--world coat)")
+    parser.add_argument("--coat-distance-quantile", type=float, default=None,
+                        help="Coat's quit threshold as this quantile of the item distances instead of 10")
     parser.add_argument("--modes", default="", help="comma-separated extra evaluation modes of the final policy (FB)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
@@ -293,7 +299,8 @@ def main() -> None:
     modes = tuple(m for m in args.modes.split(",") if m)
     with tempfile.TemporaryDirectory(prefix="recsim-bench-policies-") as tmp:
         workdir = args.workdir or Path(tmp)
-        result = run(setting, list(range(args.seeds)), methods, workdir, args.threads, args.world, modes, args.coat)
+        result = run(setting, list(range(args.seeds)), methods, workdir, args.threads, args.world, modes, args.coat,
+                     args.coat_distance_quantile)
     print(json.dumps(result, indent=2))
 
 
