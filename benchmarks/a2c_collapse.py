@@ -21,9 +21,10 @@ every epoch:
   ratio, per-minibatch advantage normalisation; `ppo` 4 passes, `ppo1` / `ppo2` one / two),
   `gae_0.95`, `window_4` (the tracker over the quit rule's 4 steps), `lr_*`, `mb*`, `clip_0.5`.
 
-`--world coat` runs pipelines/coat.yaml's settings (completed truth, its user model, the distance
-rule N = 3 threshold 10, the attention tracker over 3 steps); `--method` picks the method (ROLeR
-reads the kNN table, every other method the user model's; "ours" is not supported);
+`--world coat` runs pipelines/coat.yaml's settings (completed truth, its user model, its distance
+rule: the 10 % quantile of the item distances since 2026-12-02, before that the public threshold 10,
+under which the Coat figures in this docstring were measured; the attention tracker over 3 steps);
+`--method` picks the method (ROLeR reads the kNN table, every other method the user model's; "ours" is not supported);
 `--world-seed` another synthetic world (to choose a setting on a world other than the reported
 seed 0).
 
@@ -200,8 +201,8 @@ def _world(name: str, coat_dir: Path, world_seed: int = 0):
     """(dataset, user-model settings, quit rule, tracker) of the study's world.
 
     synthetic: the quickstart's world, user model and quit rule (category, N = 4, threshold 0),
-    the published tracker. coat: pipelines/coat.yaml (completed truth, its user model, the
-    distance rule N = 3, threshold 10, the attention tracker over 3 steps).
+    the published tracker. coat: pipelines/coat.yaml (completed truth, its user model, its
+    distance rule, the attention tracker over 3 steps).
     """
     from recsim.env import QuitRuleConfig
 
@@ -214,7 +215,10 @@ def _world(name: str, coat_dir: Path, world_seed: int = 0):
 
     world = with_completed_truth(load_dataset("coat", coat_dir, cache_dir=Path(tempfile.gettempdir()) /
                                               "recsim-bench-coat"))
-    return (world, COAT_USER_MODEL, QuitRuleConfig(kind="distance", window=3, leave_threshold=10.0),
+    from recsim.pipeline.spec import read_spec_data
+
+    quit = read_spec_data(Path(__file__).resolve().parents[1] / "pipelines" / "coat.yaml")["quit"]
+    return (world, COAT_USER_MODEL, QuitRuleConfig(**quit),
             {"tracker": {"kind": "attention", "window": 3}})
 
 

@@ -24,8 +24,9 @@ with the unpublished quit-aware greedy compared on its own.
 models and runs whose resolved configs match (so an interrupted benchmark resumes, and a new
 method adds only its own runs), and reports how many runs it reused.
 
-`--world coat --coat-distance-quantile Q` states Coat's quit threshold as the Q-quantile of the item
-distances instead of the public code's 10 (`quit.distance_quantile`; docs/protocol.md, "The quit rules").
+`--world coat` reads Coat's quit rule from pipelines/coat.yaml (the 10 % quantile of the item
+distances); `--coat-distance-quantile Q` takes another quantile, `--coat-threshold 10` the public
+code's distance (docs/protocol.md, "The quit rules").
 
 `--quick`: 400 users, a 2-member 1-epoch user model, 2 epochs of 10,000 steps per model-based
 run and 2 epochs of 300 gradient steps per offline run (3 seeds still).
@@ -82,6 +83,20 @@ def _settings(setting: str, world: str) -> dict:
     return dict(world={}, user_model=dict(members=5, epochs=5), model_based={}, offline={})
 
 
+def coat_quit() -> dict:
+    """The quit section of pipelines/coat.yaml."""
+    from recsim.pipeline.spec import read_spec_data
+
+    return read_spec_data(REPO / "pipelines" / "coat.yaml")["quit"]
+
+
+def coat_quit_overrides(quantile: float | None, threshold: float | None) -> dict:
+    """Coat's quit rule with the threshold as a quantile of the item distances, or as a distance."""
+    if threshold is not None:
+        return {"leave_threshold": threshold, "distance_quantile": None}
+    return {} if quantile is None else {"distance_quantile": quantile}
+
+
 def _quickstart_budget(method: str) -> dict:
     """`method`'s budget in pipelines/quickstart.yaml (its params less the evaluation's episodes)."""
     from recsim.pipeline.spec import read_spec_data
@@ -90,10 +105,10 @@ def _quickstart_budget(method: str) -> dict:
     return {key: value for key, value in entry["params"].items() if key != "eval_episodes"}
 
 
-def _world(name: str, overrides: dict, coat_dir: Path, distance_quantile: float | None = None):
+def _world(name: str, overrides: dict, coat_dir: Path, quit_overrides: dict | None = None):
     """(dataset, quit rule, tracker params of the learned methods): the synthetic world, or Coat as
-    pipelines/coat.yaml has it (completed truth, distance rule N = 3 threshold 10, attention tracker;
-    with `distance_quantile` the threshold is that quantile of the item distances instead)."""
+    pipelines/coat.yaml has it (completed truth, its distance rule, the attention tracker), its quit
+    section updated with `quit_overrides`."""
     from recsim.env import QuitRuleConfig
 
     if name == "synthetic":
@@ -105,7 +120,8 @@ def _world(name: str, overrides: dict, coat_dir: Path, distance_quantile: float 
 
     world = with_completed_truth(load_dataset("coat", coat_dir, cache_dir=Path(tempfile.gettempdir()) /
                                               "recsim-bench-coat"))
-    return (world, QuitRuleConfig(kind="distance", window=3, leave_threshold=10.0, distance_quantile=distance_quantile),
+    quit = {**coat_quit(), **(quit_overrides or {})}
+    return (world, QuitRuleConfig(**quit),
             {"tracker": {"kind": "attention", "window": 3}})
 
 
@@ -159,7 +175,7 @@ def _summary(values: list[dict]) -> dict:
 
 
 def run(setting: str, seeds: list[int], methods: list[str], workdir: Path, threads: int, world_name: str = "synthetic",
-        modes: tuple[str, ...] = (), coat_dir: Path | None = None, distance_quantile: float | None = None) -> dict:
+        modes: tuple[str, ...] = (), coat_dir: Path | None = None, quit_overrides: dict | None = None) -> dict:
     import torch
 
     from recsim.evaluation.online import EvalConfig
@@ -172,7 +188,7 @@ def run(setting: str, seeds: list[int], methods: list[str], workdir: Path, threa
     settings = _settings(setting, world_name)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    world, quit_config, learned_params = _world(world_name, settings["world"], coat_dir or Path("."), distance_quantile)
+    world, quit_config, learned_params = _world(world_name, settings["world"], coat_dir or Path("."), quit_overrides)
     timings["world"] = time.perf_counter() - start
 
     needs = {METHODS[m].reward for m in methods} | {"user_model"}
@@ -287,7 +303,9 @@ def main() -> None:
     parser.add_argument("--coat", type=Path, default=REPO.parent / "shared" / "data" /
                         "coat", help="Coat's raw folder (--world coat)")
     parser.add_argument("--coat-distance-quantile", type=float, default=None,
-                        help="Coat's quit threshold as this quantile of the item distances instead of 10")
+                        help="Coat's quit threshold as this quantile of the item distances (the spec's: 0.1)")
+    parser.add_argument("--coat-threshold", type=float, default=None,
+                        help="Coat's quit threshold as a distance (the public code's: 10)")
     parser.add_argument("--modes", default="", help="comma-separated extra evaluation modes of the final policy (FB)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
@@ -300,7 +318,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recsim-bench-policies-") as tmp:
         workdir = args.workdir or Path(tmp)
         result = run(setting, list(range(args.seeds)), methods, workdir, args.threads, args.world, modes, args.coat,
-                     args.coat_distance_quantile)
+                     coat_quit_overrides(args.coat_distance_quantile, args.coat_threshold))
     print(json.dumps(result, indent=2))
 
 

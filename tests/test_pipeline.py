@@ -332,7 +332,7 @@ def test_coat_spec_rolls_out_in_the_completed_matrix(tmp_path):
     assert data["data"]["complete"] == {}
     data["seeds"] = [0]
     data["user_model"].update(members=1, epochs=1)
-    data["methods"] = [{"name": "greedy"}, {"name": "random"}]
+    data["methods"] = [{"name": "greedy"}, {"name": "random"}, {"name": "quit_aware"}]
     data["evaluation"] = {**data.get("evaluation", {}), "modes": ["NX_0"], "episodes": 20}
     data["progress"] = False
     out = tmp_path / "coat"
@@ -346,6 +346,9 @@ def test_coat_spec_rolls_out_in_the_completed_matrix(tmp_path):
     results = pd.read_csv(out / "report" / "results.csv")
     assert set(results["mode"]) == {"NX_0"}
     assert (results["length"] >= 1).all() and results["R_tra"].between(1, 5 * 30).all()
+    # the spec's quit rule leaves room for the released logs' 30-step episodes: the rule-aware
+    # baseline lasts them (at the public code's threshold 10 on this matrix it lasted 3.7 steps)
+    assert results.loc[results["method"] == "quit_aware", "length"].min() >= 25
 
 
 def test_unknown_completion_key_is_an_error_naming_it(tmp_path):

@@ -252,6 +252,11 @@ class AgentConfig:
     does not stop the collapse onto greedy's two items there. Both stay options
     (`tied_embeddings: true, ent_coef: 0.01`), not a preset.
 
+    Every Coat figure above was measured under the public code's quit threshold 10, at which no
+    policy, not even quit_aware, lasts past 4 steps in recsim's completed matrix (docs/protocol.md,
+    "The quit rules"); pipelines/coat.yaml now takes the 10 % quantile of the item distances, where
+    the quickstart budget gives 30-step episodes (MBPO 67.3, ROLeR 69.7, gt_oracle 75.1).
+
     Long budgets (`lr_decay`, same script, 10 x 200,000 steps, seed 0): at a constant lr 1e-2
     gt_oracle reached 33.6 after 400,000 steps and then fell, with its simulator return, to 18.9
     after 2 M; with the rate decaying linearly to 0 it ended at 34.9 (30-step episodes). MBPO
